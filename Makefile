@@ -1,0 +1,55 @@
+# Two commands: `make demo` (full notebook pipeline on the bundled sample task) and `make test`.
+# Both create .venv on first use and install the pinned environment.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo smoke test lint format bench lab mlflow clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==26.3
+	# The CPU wheel of torch first: any other torch requirement pulls GBs of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all]'
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
+	touch $@
+
+setup: $(STAMP)  ## create .venv and install the pinned environment
+
+demo: $(STAMP)  ## run the whole notebook pipeline on the bundled sample task -> runs/demo/index.html
+	$(BIN)/nbkit run --params params/demo.yaml --out runs/demo
+
+smoke: $(STAMP)  ## the same pipeline with CI-sized parameters -> runs/smoke/index.html
+	$(BIN)/nbkit run --params params/smoke.yaml --out runs/smoke
+
+test: $(STAMP)  ## lint and the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+
+format: $(STAMP)  ## ruff format + import sorting
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)  ## every benchmark in bench/ (prints figures, last line JSON)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lab: $(STAMP)  ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks
+
+mlflow: $(STAMP)  ## MLflow UI on a run's store: make mlflow RUN=demo
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///runs/$(or $(RUN),demo)/training/mlflow.db --port 5000
+
+clean:  ## remove runs and caches (keeps .venv)
+	rm -rf runs .cache .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Where things live. Kernels start in different folders (JupyterLab, papermill, pytest), so nothing
+here depends on the current directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(os.environ.get("NBKIT_ROOT", Path(__file__).resolve().parent.parent))
+NOTEBOOKS = ROOT / "notebooks"
+PARAMS = ROOT / "params"
+
+
+def runs_root() -> Path:
+    """Parent of every run folder; NBKIT_RUNS moves it (tests point it at a temporary folder)."""
+    return Path(os.environ.get("NBKIT_RUNS", ROOT / "runs"))
+
+
+def run_dir(run: str | os.PathLike = "") -> Path:
+    """The run folder for a notebook's `run_dir` parameter; "" means runs/interactive (JupyterLab use)."""
+    path = Path(run) if str(run) else runs_root() / "interactive"
+    if not path.is_absolute():
+        path = ROOT / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stage_dir(run: str | os.PathLike, stage: str) -> Path:
+    """A stage's folder inside a run (data, reward, baseline, training, ...), created on demand."""
+    path = run_dir(run) / stage
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(*parts: str) -> Path:
+    """Shared cache for things that are expensive to rebuild (the default local model); NBKIT_CACHE moves it."""
+    path = Path(os.environ.get("NBKIT_CACHE", ROOT / ".cache")).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
