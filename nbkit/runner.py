@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ def write_index(run: Path, params_file: str | Path) -> Path:
             f'<td style="color:{color}"><b>{r["status"]}</b></td><td>{r["duration_s"]:.1f} s</td>'
             f"<td>{headline}{error}{detail}</td></tr>"
         )
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>RFT Workbench run {html.escape(run.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #d0d7de;padding:.6em;vertical-align:top;text-align:left}}
