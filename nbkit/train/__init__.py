@@ -1,0 +1,44 @@
+"""Training: one job spec for every backend, derived quantities, job handles, the widget, `nbkit train`.
+
+Importing this package is cheap (pydantic only); backends and widgets are imported on use.
+"""
+
+from nbkit.train.job import (
+    DryRunHandle,
+    JobHandle,
+    Plan,
+    launch,
+    load_job,
+    load_spec,
+    plan_job,
+    read_job,
+    save_job,
+)
+from nbkit.train.spec import (
+    LOCAL_PRESET,
+    AwsSettings,
+    Hyperparameters,
+    Issue,
+    JobSpec,
+    LocalSettings,
+    from_params,
+)
+
+__all__ = [
+    "LOCAL_PRESET",
+    "AwsSettings",
+    "DryRunHandle",
+    "Hyperparameters",
+    "Issue",
+    "JobHandle",
+    "JobSpec",
+    "LocalSettings",
+    "Plan",
+    "from_params",
+    "launch",
+    "load_job",
+    "load_spec",
+    "plan_job",
+    "read_job",
+    "save_job",
+]

@@ -1,0 +1,402 @@
+"""Plans, job handles and the `training/job.json` record that every later stage reads.
+
+Why a separate plan step: each backend's `plan(spec)` is pure (it computes exactly what would be sent,
+reviewable and testable offline) and `submit(plan, run_dir)` is the only call that spends money or CPU.
+A `JobHandle` then gives status, logs and outputs the same way for every backend, and `job.json` lets a
+later notebook (monitoring, evaluation) or a new kernel re-attach with `load_job(run_dir)`.
+
+Backend modules (`nbkit.train.<backend>`) expose three functions, see `nbkit.train.backends`:
+`plan(spec) -> Plan`, `submit(plan, run_dir) -> JobHandle` and `handle_from_dict(data, run_dir) -> JobHandle`
+(the inverse of `JobHandle.to_dict()`, used by `load_job`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbkit.errors import UserError
+from nbkit.train.spec import SURFACE_TITLES, JobSpec
+
+STATUSES = ("planned", "pending", "running", "completed", "failed", "stopped")
+TERMINAL = frozenset({"planned", "completed", "failed", "stopped"})
+JOB_FILE = "job.json"
+FORMAT_VERSION = 1
+
+
+class Plan(BaseModel):
+    """What a backend would do for a spec; backends subclass it and add their typed fields.
+
+    `request` holds the exact thing sent (API keyword arguments, resolved recipe, argv, or the local
+    trainer's configuration), so a reviewer reads it before anything runs.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    backend: str
+    spec: JobSpec
+    request: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def surface(self) -> str:
+        return self.spec.surface
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def describe(self) -> str:
+        """Human-readable plan: the surface, the warnings, then the request as YAML."""
+        head = f"{self.backend} plan for job {self.spec.name!r} ({SURFACE_TITLES.get(self.surface, self.surface)})"
+        mode = "DRY RUN: nothing will be submitted" if self.spec.dry_run else "will be SUBMITTED"
+        lines = [head, f"  {mode}"]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        body = yaml.safe_dump(_jsonable(self.request), sort_keys=False, default_flow_style=False, width=100)
+        lines.append("request:")
+        lines += ["  " + line for line in body.rstrip().splitlines()]
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so YAML shows plain types (paths, tuples, numpy scalars)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class JobHandle(ABC):
+    """A submitted (or planned) job, the same for every backend.
+
+    Subclasses implement `status`, `stop`, `logs`, `outputs` and `to_dict`/`handle_from_dict`; `wait`
+    polls `status` (and `progress`, when the backend can tell how far it is) until a terminal status.
+    """
+
+    backend: str = ""
+
+    def __init__(self, job_id: str, run_dir: str | os.PathLike) -> None:
+        self.job_id = job_id
+        self.run_dir = Path(run_dir)
+
+    @abstractmethod
+    def status(self) -> str:
+        """One of STATUSES."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Ask the job to stop; it keeps its checkpoints."""
+
+    @abstractmethod
+    def logs(self, tail: int | None = None) -> str:
+        """The job's log text (the last `tail` lines when given)."""
+
+    @abstractmethod
+    def outputs(self, dest: str | os.PathLike | None = None) -> Path:
+        """Folder holding manifest.json and step_wise_training_metrics.csv (fetched/extracted into dest)."""
+
+    def progress(self) -> tuple[int, int] | None:
+        """(steps done, total steps) when the backend knows them; None otherwise."""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Enough to rebuild the handle with the backend's `handle_from_dict` (plain JSON types only)."""
+        return {"backend": self.backend, "job_id": self.job_id}
+
+    def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> str:
+        """Block until the job ends or `timeout` seconds pass; returns the last status seen.
+
+        Shows a progress bar when the backend reports steps. A timeout is not an error: the job keeps
+        running and the caller decides (wait again, stop, or look at the metrics so far).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = None
+        try:
+            while True:
+                state = self.status()
+                done = self.progress()
+                if progress and done is not None:
+                    bar = bar or _progress_bar(done[1], f"{self.backend} {self.job_id}")
+                    bar.total = done[1]
+                    bar.n = done[0]
+                    bar.set_postfix_str(state, refresh=True)
+                if state in TERMINAL:
+                    return state
+                if deadline is not None and time.monotonic() >= deadline:
+                    return state
+                sleep = poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic()))
+                time.sleep(sleep)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend={self.backend!r} job_id={self.job_id!r}>"
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step")
+
+
+class DryRunHandle(JobHandle):
+    """The handle of a planned-only job: nothing runs, nothing costs; `status()` is always "planned"."""
+
+    def __init__(self, backend: str, name: str, run_dir: str | os.PathLike, description: str = "") -> None:
+        super().__init__(f"dry-run-{name}", run_dir)
+        self.backend = backend
+        self.name = name
+        self.description = description
+
+    def status(self) -> str:
+        return "planned"
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def logs(self, tail: int | None = None) -> str:
+        lines = self.description.splitlines()
+        return "\n".join(lines[-tail:] if tail else lines)
+
+    def outputs(self, dest: str | os.PathLike | None = None) -> Path:
+        raise UserError(
+            f"job {self.name!r} was a dry run ({self.backend}): it has no outputs. Set dry_run: false in "
+            "the 04_launch_training section (or untick 'dry run' in the widget) and launch again"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "job_id": self.job_id, "dry_run": True, "name": self.name,
+                "description": self.description}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], run_dir: str | os.PathLike) -> DryRunHandle:
+        return cls(data["backend"], data.get("name", data["job_id"]), run_dir, data.get("description", ""))
+
+
+# ------------------------------------------------------------------------------------------ job.json
+
+
+def job_path(run_dir_or_job_json: str | os.PathLike) -> Path:
+    """`<run>/training/job.json`, or the path itself when it names a file."""
+    path = Path(run_dir_or_job_json)
+    if path.suffix == ".json":
+        return path
+    return path / "training" / JOB_FILE
+
+
+def save_job(run_dir: str | os.PathLike, handle: JobHandle, spec: JobSpec, plan: Plan,
+             derived: dict[str, Any] | None = None) -> Path:
+    """Write `<run>/training/job.json` atomically; an earlier record moves to training/jobs/, never lost."""
+    training = Path(run_dir) / "training"
+    training.mkdir(parents=True, exist_ok=True)
+    path = training / JOB_FILE
+    record = {
+        "format": FORMAT_VERSION,
+        "backend": handle.backend,
+        "job_id": handle.job_id,
+        "dry_run": isinstance(handle, DryRunHandle),
+        "surface": spec.surface,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "handle": handle.to_dict(),
+        "spec": spec.to_dict(),
+        "plan": plan.to_dict(),
+        "derived": derived or {},
+    }
+    if path.exists():
+        _archive(path)
+    write_json_atomic(path, record)
+    return path
+
+
+def _archive(path: Path) -> Path:
+    """Keep the previous job record under training/jobs/<created>-<job_id>.json."""
+    try:
+        old = json.loads(path.read_text())
+        stamp = str(old.get("created", "")).replace(":", "").replace("-", "") or "unknown"
+        name = f"{stamp}-{old.get('job_id', 'job')}".replace("/", "_")
+    except (OSError, ValueError):
+        name = f"unreadable-{int(time.time())}"
+    dest = path.parent / "jobs" / f"{name}.json"
+    dest.parent.mkdir(exist_ok=True)
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(f"{name}-{n}.json")
+        n += 1
+    os.replace(path, dest)
+    return dest
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Temp file in the same folder + os.replace: a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_job(run_dir_or_job_json: str | os.PathLike) -> dict[str, Any]:
+    """The raw job.json record (spec, plan, derived, handle) with a clear error when it is missing."""
+    path = job_path(run_dir_or_job_json)
+    if not path.exists():
+        raise UserError(
+            f"no training job record at {path}: run notebook 04_launch_training (or `nbkit train --params "
+            "...`) for this run folder first"
+        )
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); re-launch the job to rewrite it") from None
+    for key in ("backend", "handle"):
+        if key not in record:
+            raise UserError(f"{path} has no {key!r} key; it was not written by nbkit.train.save_job")
+    return record
+
+
+def load_job(run_dir_or_job_json: str | os.PathLike) -> JobHandle:
+    """Re-attach to the job recorded in a run folder (or a job.json path), whatever its backend."""
+    path = job_path(run_dir_or_job_json)
+    record = read_job(path)
+    run_dir = path.parent.parent
+    data = record["handle"]
+    if data.get("dry_run"):
+        return DryRunHandle.from_dict(data, run_dir)
+    from nbkit.train import backends
+
+    return backends.get(record["backend"]).handle_from_dict(data, run_dir)
+
+
+def load_spec(run_dir_or_job_json: str | os.PathLike) -> JobSpec:
+    """The spec a recorded job was launched with."""
+    from nbkit.train.spec import from_dict
+
+    path = job_path(run_dir_or_job_json)
+    return from_dict(read_job(path)["spec"], f"spec in {path}")
+
+
+# ------------------------------------------------------------------------------------------- launch
+
+
+def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
+    """Validate the spec (one error listing every problem) and ask its backend for the plan; sends nothing.
+
+    The local backend's output defaults to `<run>/training`, so the plan names real paths.
+    """
+    from nbkit import paths
+    from nbkit.train import backends
+
+    run = paths.run_dir(run_dir)
+    if spec.backend == "local" and not spec.output:
+        spec = spec.model_copy(update={"output": str(paths.stage_dir(run, "training"))})
+    spec.require_valid()
+    return backends.get(spec.backend).plan(spec)
+
+
+def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | None = None,
+           plan: Plan | None = None) -> JobHandle:
+    """Validate, plan (unless `plan` is given), submit unless `spec.dry_run`, record `training/job.json`.
+
+    A job of this run that is still running is never silently replaced: stop it (or wait for it) first.
+    """
+    from nbkit import paths
+    from nbkit.train import backends
+
+    run = paths.run_dir(run_dir)
+    plan = plan if plan is not None else plan_job(spec, run)
+    spec = plan.spec
+    backend = backends.get(spec.backend)
+    if spec.dry_run:
+        handle: JobHandle = DryRunHandle(spec.backend, spec.name, run, plan.describe())
+    else:
+        _refuse_if_running(run)
+        handle = backend.submit(plan, run)
+    if derived is None:
+        derived = _derived_for(spec)
+    save_job(run, handle, spec, plan, derived)
+    return handle
+
+
+def _refuse_if_running(run: Path) -> None:
+    if not job_path(run).exists():
+        return
+    try:
+        previous = load_job(run)
+        state = previous.status()
+    except UserError:
+        return  # an unreadable or foreign record is archived by save_job, not a reason to refuse
+    if state in ("pending", "running"):
+        raise UserError(
+            f"job {previous.job_id} ({previous.backend}) of run {run} is still {state}: wait for it or stop "
+            "it (nbkit.train.load_job(run).stop()) before launching another one into the same run folder"
+        )
+
+
+def _derived_for(spec: JobSpec) -> dict[str, Any]:
+    """Derived quantities for the record; the data size is counted when the training file is local."""
+    from nbkit.train import derived
+
+    n_train = derived.count_records(spec.train_data)
+    if n_train is None:
+        return {}
+    return derived.compute(spec, n_train).to_dict()
+
+
+# ------------------------------------------------------------------------------------------ outcome
+
+
+def outcome(handle: JobHandle, state: str, derived: dict[str, Any] | None = None) -> str:
+    """One sentence for the run index: what ran and how it ended; a failed job raises with its log tail.
+
+    Why raise: a pipeline run must not report success (and feed monitoring and evaluation) when the
+    training it depends on failed.
+    """
+    d = derived or {}
+    if state == "failed":
+        raise UserError(
+            f"{handle.backend} training job {handle.job_id} failed. Last log lines:\n{handle.logs(tail=40)}"
+        )
+    if state == "planned":
+        cost = d.get("cost_usd")
+        money = f", estimated ${cost:,.2f}" if isinstance(cost, int | float) else ""
+        steps = f"{d['total_steps']} steps, {d['total_rollouts']:,} rollouts" if d.get("total_steps") else "plan only"
+        return f"{handle.backend} dry run ({steps}{money}): nothing was submitted; set dry_run: false to train"
+    if state in ("pending", "running"):
+        return (f"{handle.backend} job {handle.job_id} is {state}; re-attach with nbkit.train.load_job(run_dir) "
+                "and watch it in notebook 05")
+    curve = _reward_curve(handle) if state in ("completed", "stopped") else None
+    text = f"{handle.backend} job {handle.job_id} {state}"
+    if curve is not None:
+        steps, first, last = curve
+        text += f" after {steps} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
+    elif state in ("completed", "stopped"):
+        text += " (no step metrics found in its outputs)"
+    return text
+
+
+def _reward_curve(handle: JobHandle) -> tuple[int, float, float] | None:
+    """(last step, first and last train_reward_mean) from the job's Nova-layout metrics CSV, if it has one."""
+    import pandas as pd
+
+    try:
+        folder = handle.outputs()
+        frame = pd.read_csv(Path(folder) / "step_wise_training_metrics.csv")
+    except (UserError, OSError, ValueError):
+        return None
+    if frame.empty or "train_reward_mean" not in frame or "step_number" not in frame:
+        return None
+    frame = frame.dropna(subset=["train_reward_mean"]).sort_values("step_number")
+    if frame.empty:
+        return None
+    return int(frame["step_number"].iloc[-1]), float(frame["train_reward_mean"].iloc[0]), float(
+        frame["train_reward_mean"].iloc[-1])
