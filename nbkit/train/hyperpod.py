@@ -1,0 +1,332 @@
+"""SageMaker HyperPod (SMHP) backend: Nova 2 Lite RFT through the external `hyperpod` CLI.
+
+The CLI AWS's Nova notebooks use is installed from git and cannot share an environment with the `sagemaker`
+v3 SDK, so it is treated as an external command: `plan` renders the resolved recipe and the exact argv
+(`hyperpod start-job --namespace ... --recipe ... --override-parameters '<json>'`), and only `submit` runs it,
+through `subprocess`. Every recipe value the spec sets is sent as a `recipes.<path>` override, so the job
+runs exactly the resolved recipe the plan shows. The job name is read from the CLI's `NAME: <job>` line.
+Status and cancel go through `hyperpod list-jobs` / `hyperpod cancel-job`; logs come from CloudWatch
+(`/aws/sagemaker/Clusters/<cluster>/<id>`), outputs from `s3://<output_s3_path>/<job>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from nbkit.errors import UserError
+from nbkit.train import aws, sagemaker
+from nbkit.train import recipes as rec
+from nbkit.train.job import DryRunHandle, JobHandle, Plan
+from nbkit.train.spec import JobSpec, surface_default
+
+INSTANCE_TYPES = ("ml.p5.48xlarge",)
+MIN_CLUSTER_NODES = 8  # documented compute requirement for Nova 2 Lite RFT on HyperPod
+CLI = "hyperpod"
+_NAME_LINE = re.compile(r"^\s*NAME:\s*(\S+)\s*$", re.MULTILINE)
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class HyperPodPlan(Plan):
+    """What `hyperpod` would be asked to run; `request` holds the argv of each command, in order."""
+
+    backend: str = "hyperpod"
+    kind: str = "train"
+    region: str
+    job_name: str = Field(description="recipes.run.name; the CLI prints the job name it created")
+    cluster_name: str
+    namespace: str
+    recipe_template: str
+    recipe: dict[str, Any]
+    recipe_yaml: str
+    overrides: dict[str, Any] = Field(description="the --override-parameters JSON object")
+    uploads: list[dict[str, Any]]
+    reward: dict[str, Any]
+    output_s3_path: str
+
+    @property
+    def argv(self) -> list[str]:
+        return self.request["start"]
+
+    def describe(self) -> str:
+        head = super().describe()
+        if self.kind == "eval":
+            head = head.replace(" plan for job", " rft_eval plan for job", 1)
+        lines = [head, "uploads (content-addressed; skipped when already there):"]
+        lines += [f"  {u['source']} -> {u['uri']}" for u in self.uploads] or ["  (none: data is on S3)"]
+        lines.append(sagemaker._reward_line(self.reward))
+        lines.append(f"output: {self.output_s3_path}/<job>/manifest.json")
+        lines.append("commands (shell form):")
+        lines += ["  " + shell_line(argv) for argv in self.request.values()]
+        lines.append(f"resolved recipe ({self.recipe_template} with the overrides):")
+        lines += ["  " + line for line in self.recipe_yaml.rstrip().splitlines()]
+        return "\n".join(lines)
+
+
+def shell_line(argv: list[str]) -> str:
+    """The argv as one copy-pasteable shell line."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+# ----------------------------------------------------------------------------------------------- plan
+
+
+def plan(spec: JobSpec) -> HyperPodPlan:
+    """The HyperPod job for `spec`: resolved recipe and the exact CLI argv. Pure; all problems at once."""
+    surface = spec.surface
+    problems, warnings = aws.spec_problems(spec, surface)
+    region = spec.aws.region
+    problems += aws.check_region(region, tuple(aws.NOVA_IMAGE_ACCOUNTS), "HyperPod (Nova images)")
+    _cluster_problems(spec, problems)
+    replicas = _replicas(spec, surface, problems, warnings)
+    sagemaker._instance_type(spec.aws.instance_type, problems, INSTANCE_TYPES)
+    problems += aws.check_mlflow_arn(spec.aws.mlflow_tracking_uri, "aws.mlflow_tracking_uri")
+
+    base = aws.s3_base(spec.aws.s3_bucket, spec.aws.s3_prefix, problems)
+    output = aws.output_location(spec, base, problems)
+    data_uri, data_upload = aws.plan_data(spec.train_data, "train_data", base, problems)
+    model = aws.nova_base_model(spec, problems)
+    reward = aws.plan_reward(spec, region, problems, target="hyperpod")
+    steps = sagemaker.resolve_steps(spec, problems, warnings)
+    concurrency = spec.aws.lambda_concurrency_limit or surface_default(surface, "lambda_concurrency_limit")
+    sagemaker.note_unexposed(spec, "smhp", warnings)
+    if spec.aws.tags:
+        warnings.append("aws.tags: HyperPod jobs are Kubernetes jobs of the cluster; the CLI takes no tags (ignored)")
+    aws.raise_problems(problems, f"HyperPod plan for {spec.name!r}")
+
+    values = sagemaker.recipe_values(spec, surface, model=model, data_uri=data_uri, reward_arn=reward["arn"],
+                                     replicas=replicas, concurrency=concurrency, steps=steps)
+    values |= {
+        "run.output_s3_path": output,
+        "run.generation_replicas": spec.aws.generation_replicas,
+        "run.rollout_worker_replicas": spec.aws.rollout_worker_replicas,
+        "run.mlflow_tracking_uri": spec.aws.mlflow_tracking_uri,
+        "run.mlflow_experiment_name": spec.aws.mlflow_experiment_name or "rft-workbench",
+    }
+    template = rec.template(surface)
+    name = aws.job_name(spec.name.lower(), aws.digest({"recipe": template.upstream, "values": values,
+                                                       "instance_type": spec.aws.instance_type}))
+    values["run.name"] = name
+    values["run.mlflow_run_name"] = name
+    return build(spec, "train", surface, name, values, [data_upload], reward, output, warnings)
+
+
+def build(spec: JobSpec, kind: str, template_key: str, name: str, values: dict[str, Any],
+          uploads: list[aws.Upload | None], reward: dict[str, Any], output: str, warnings: list[str]) -> HyperPodPlan:
+    """Resolve the recipe and render the commands (shared with rft_eval)."""
+    template = rec.template(template_key)
+    recipe = rec.resolve(rec.apply(rec.load(template_key), values))
+    values = {"run.name": values["run.name"], **values}  # name first, as in AWS's examples
+    overrides = {"instance_type": spec.aws.instance_type} | {f"recipes.{k}": v for k, v in values.items()}
+    ns = spec.aws.namespace
+    request = {
+        "connect": [CLI, "connect-cluster", "--cluster-name", spec.aws.cluster_name, "--region", spec.aws.region,
+                    "--namespace", ns],
+        "start": [CLI, "start-job", "--namespace", ns, "--recipe", template.upstream,
+                  "--override-parameters", json.dumps(overrides)],
+    }
+    return HyperPodPlan(
+        spec=spec, kind=kind, region=spec.aws.region, job_name=name, cluster_name=spec.aws.cluster_name,
+        namespace=ns, recipe_template=template.upstream, recipe=recipe, recipe_yaml=rec.dump(recipe),
+        overrides=overrides, request=request, warnings=warnings,
+        uploads=[u.to_dict() for u in uploads if u is not None], reward=reward, output_s3_path=output,
+    )
+
+
+def _cluster_problems(spec: JobSpec, problems: list[str]) -> None:
+    a = spec.aws
+    if not _CLUSTER_NAME.match(a.cluster_name or ""):
+        problems.append(f"aws.cluster_name = {a.cluster_name!r}: set the HyperPod cluster's name (letters, digits, "
+                        "hyphens; `aws sagemaker list-clusters` lists yours)")
+    if not _K8S_NAME.match(a.namespace or ""):
+        problems.append(f"aws.namespace = {a.namespace!r}: a Kubernetes namespace (lowercase letters, digits, "
+                        "hyphens), e.g. kubeflow")
+
+
+def _replicas(spec: JobSpec, surface: str, problems: list[str], warnings: list[str]) -> int:
+    """run.replicas in {2, 4, 8, 16}; the cluster must have the documented 8+ p5 nodes."""
+    a = spec.aws
+    replicas = a.instance_count or surface_default(surface, "instance_count")
+    allowed = surface_default(surface, "instance_counts")
+    if replicas not in allowed:
+        problems.append(f"aws.instance_count = {replicas}: HyperPod run.replicas must be one of "
+                        f"{', '.join(map(str, allowed))}")
+    if a.cluster_nodes is None:
+        warnings.append(f"aws.cluster_nodes not set: Nova 2 Lite RFT on HyperPod needs at least {MIN_CLUSTER_NODES} "
+                        "ml.p5.48xlarge nodes in the cluster's restricted instance group; set it to have this checked")
+        return replicas
+    if a.cluster_nodes < MIN_CLUSTER_NODES:
+        problems.append(f"aws.cluster_nodes = {a.cluster_nodes}: Nova 2 Lite RFT on HyperPod needs at least "
+                        f"{MIN_CLUSTER_NODES} ml.p5.48xlarge nodes")
+    used = replicas + a.generation_replicas + a.rollout_worker_replicas
+    if used > a.cluster_nodes:
+        warnings.append(f"replicas {replicas} + generation_replicas {a.generation_replicas} + rollout_worker_replicas "
+                        f"{a.rollout_worker_replicas} = {used} exceeds aws.cluster_nodes = {a.cluster_nodes}")
+    return replicas
+
+
+# --------------------------------------------------------------------------------------------- submit
+
+
+def run_cli(argv: list[str], what: str, timeout: float = 600) -> str:
+    """Run one `hyperpod` command; a failure raises with the command's own output (never retried)."""
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise UserError(
+            f"{what}: the `{argv[0]}` command is not on PATH. Install the HyperPod CLI used by AWS's Nova recipes "
+            "(git clone https://github.com/aws/sagemaker-hyperpod-cli, branch release_v2, `pip install .`, in "
+            "its own environment) and make sure `hyperpod --help` works; or keep dry_run: true"
+        )
+    try:
+        done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{what}: `{shell_line(argv)[:200]}` did not finish within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-2000:]
+        raise UserError(f"{what} failed (exit {done.returncode}):\n{tail}")
+    return done.stdout
+
+
+def list_jobs(namespace: str) -> list[dict[str, Any]]:
+    """`hyperpod list-jobs -n <ns>` parsed: [{"Name", "Namespace", "CreationTime", "State", ...}]."""
+    out = run_cli([CLI, "list-jobs", "--namespace", namespace], "listing HyperPod jobs")
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError:
+        raise UserError(f"`hyperpod list-jobs` printed something that is not JSON:\n{out[:500]}") from None
+    return list(data.get("jobs", []))
+
+
+def submit(plan: HyperPodPlan, run_dir: str | os.PathLike, session: Any = None) -> JobHandle:
+    """Upload, deploy the reward if planned, connect to the cluster and start the job (once).
+
+    A job already running under the planned name (the same plan submitted before) is attached to.
+    """
+    if plan.spec.dry_run:
+        print(plan.describe())
+        return DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
+    sess = session or aws.session(plan.region)
+    aws.require_credentials(sess)
+    sagemaker.upload_all(plan, sess)
+    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    run_cli(plan.request["connect"], f"connecting to HyperPod cluster {plan.cluster_name}")
+    started = time.time()
+    existing = [j["Name"] for j in list_jobs(plan.namespace) if str(j.get("Name", "")).startswith(plan.job_name)]
+    if existing:
+        print(f"HyperPod job {existing[0]} already exists for this plan: attaching to it")
+        name = existing[0]
+    else:
+        out = run_cli(plan.request["start"], f"starting HyperPod job {plan.job_name}")
+        match = _NAME_LINE.search(out)
+        if not match:
+            raise UserError(
+                "`hyperpod start-job` finished without printing `NAME: <job>`; check `hyperpod list-jobs "
+                f"--namespace {plan.namespace}` before submitting again (it is not retried). Output:\n{out[-1500:]}"
+            )
+        name = match[1]
+        print(f"started HyperPod job {name}")
+    return HyperPodJobHandle(name, run_dir, plan.region, plan.cluster_name, plan.namespace, plan.output_s3_path,
+                             submitted_ms=int(started * 1000), kind=plan.kind, session=sess)
+
+
+# --------------------------------------------------------------------------------------------- handle
+
+_STATES = {"created": "pending", "pending": "pending", "queued": "pending", "suspended": "pending",
+           "running": "running", "restarting": "running", "succeeded": "completed", "completed": "completed",
+           "failed": "failed"}
+
+
+class HyperPodJobHandle(JobHandle):
+    """A HyperPod job: status and cancel through the CLI, logs from CloudWatch, outputs from S3."""
+
+    backend = "hyperpod"
+
+    def __init__(self, job_id: str, run_dir: str | os.PathLike, region: str, cluster_name: str, namespace: str,
+                 output_s3_path: str, submitted_ms: int = 0, kind: str = "train", session: Any = None) -> None:
+        super().__init__(job_id, run_dir)
+        self.region = region
+        self.cluster_name = cluster_name
+        self.namespace = namespace
+        self.output_s3_path = output_s3_path.rstrip("/")
+        self.submitted_ms = submitted_ms
+        self.kind = kind
+        self._session = session
+
+    def client(self, service: str) -> Any:
+        return (self._session or aws.session(self.region)).client(service, region_name=self.region)
+
+    def status(self) -> str:
+        """The CLI's State; a job gone from the cluster is completed if its manifest exists, else stopped."""
+        for job in list_jobs(self.namespace):
+            if job.get("Name") == self.job_id:
+                return _STATES.get(str(job.get("State", "")).lower(), "running")
+        manifest = f"{self.output_s3_path}/{self.job_id}/manifest.json"
+        return "completed" if manifest in aws.list_keys(self.client("s3"), manifest) else "stopped"
+
+    def stop(self) -> None:
+        run_cli([CLI, "cancel-job", "--job-name", self.job_id, "--namespace", self.namespace],
+                f"cancelling HyperPod job {self.job_id}")
+
+    def log_group(self) -> str:
+        """/aws/sagemaker/Clusters/<name>/<id>; the id is the last part of the cluster ARN."""
+        with aws.aws_errors(f"describing cluster {self.cluster_name}", "sagemaker:DescribeCluster", self.cluster_name):
+            arn = self.client("sagemaker").describe_cluster(ClusterName=self.cluster_name)["ClusterArn"]
+        return f"/aws/sagemaker/Clusters/{self.cluster_name}/{arn.rsplit('/', 1)[-1]}"
+
+    def logs(self, tail: int | None = None) -> str:
+        """Every node's lines since the job was submitted (node streams are shared by the cluster's jobs)."""
+        lines = aws.log_lines_since(self.client("logs"), self.log_group(), self.submitted_ms)
+        return "\n".join(lines[-tail:] if tail else lines)
+
+    def outputs(self, dest: str | os.PathLike | None = None) -> Path:
+        """Download what the job wrote under s3://<output_s3_path>/<job>/ (manifest.json, metrics CSV, eval
+        results); archives among them are extracted safely."""
+        dest = Path(dest) if dest else self.default_dest()
+        prefix = f"{self.output_s3_path}/{self.job_id}/"
+        s3 = self.client("s3")
+        keys = aws.list_keys(s3, prefix)
+        if not keys:
+            raise UserError(f"nothing under {prefix} yet: has job {self.job_id} finished? (status: {self.status()})")
+        for uri in keys:
+            relative = uri[len(prefix):]
+            local = aws.download(s3, uri, _inside(dest, relative))
+            if local.name.endswith((".tar.gz", ".tgz")):
+                aws.safe_extract(local, local.parent)
+        return dest
+
+    def default_dest(self) -> Path:
+        """training/output for a training job (the layout every stage reads), training/eval/<job> for rft_eval."""
+        training = self.run_dir / "training"
+        return training / "output" if self.kind == "train" else training / "eval" / self.job_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "job_id": self.job_id, "region": self.region,
+                "cluster_name": self.cluster_name, "namespace": self.namespace,
+                "output_s3_path": self.output_s3_path, "submitted_ms": self.submitted_ms, "kind": self.kind}
+
+
+def _inside(dest: Path, relative: str) -> Path:
+    """A local path for an S3 key below the job prefix; keys with `..` or absolute parts are refused."""
+    target = (dest / relative).resolve()
+    if not str(target).startswith(str(dest.resolve()) + os.sep):
+        raise UserError(f"refusing S3 key {relative!r}: it would be written outside {dest}")
+    return target
+
+
+def handle_from_dict(data: dict[str, Any], run_dir: str | os.PathLike) -> HyperPodJobHandle:
+    missing = [k for k in ("job_id", "region", "cluster_name", "namespace", "output_s3_path") if k not in data]
+    if missing:
+        raise UserError(f"HyperPod job record lacks {', '.join(missing)}; re-launch to rewrite training/job.json")
+    return HyperPodJobHandle(data["job_id"], run_dir, data["region"], data["cluster_name"], data["namespace"],
+                             data["output_s3_path"], data.get("submitted_ms", 0), data.get("kind", "train"))

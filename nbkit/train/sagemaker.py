@@ -1,0 +1,454 @@
+"""SageMaker training job (SMTJ) backend: Nova 2 Lite RFT through the documented recipe path.
+
+The AWS way to launch is the `sagemaker` v3 SDK: `ModelTrainer.from_recipe(training_recipe, compute,
+recipe_overrides, training_image, role, base_job_name).train(input_data_config=[InputData("train", ...)])`.
+That SDK is ~1 GB and validates the role through IAM, so this backend does not install it: `plan` computes the
+same `from_recipe` arguments (shown for review, and to paste into a notebook that has the SDK) and the
+CreateTrainingJob request they lead to, which `submit` sends with boto3. What the SDK does for a Nova recipe,
+and this module mirrors:
+- the resolved recipe is uploaded and passed as input channel `recipe` (container path
+  /opt/ml/input/data/recipe/recipe.yaml, announced in hyperparameter `sagemaker_recipe_local_path`);
+- `run.model_name_or_path` becomes hyperparameter `base_model`, or `base_model_location` for an s3:// checkpoint;
+- `run.reward_lambda_arn` becomes hyperparameter `reward_lambda_arn`;
+- the image is the region's Nova RFT image; `instance_count` is the recipe's `run.replicas`.
+Differences, on purpose: uploads are content-addressed (re-running does not duplicate data), the job name is
+deterministic (the SDK appends a timestamp, which would let a re-run pay twice), and the stopping condition
+defaults to 24 h (the SDK's 1 h would kill any real RFT run).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from nbkit.errors import UserError
+from nbkit.train import aws
+from nbkit.train import recipes as rec
+from nbkit.train.job import DryRunHandle, JobHandle, Plan
+from nbkit.train.spec import JobSpec, steps_for, surface_default
+
+INSTANCE_TYPES = ("ml.p5.48xlarge", "ml.p5en.48xlarge")
+RECIPE_CHANNEL = "recipe"
+RECIPE_FILE = "recipe.yaml"
+RECIPE_CONTAINER_PATH = f"/opt/ml/input/data/{RECIPE_CHANNEL}/{RECIPE_FILE}"
+DATA_CHANNEL = "train"
+VOLUME_SIZE_GB = 30  # ModelTrainer's default volume
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MIN_DOCUMENTED_PROMPTS = 100
+
+
+class SageMakerPlan(Plan):
+    """Everything an SMTJ job (training or `rft_eval`) would send; `request` is the CreateTrainingJob call."""
+
+    backend: str = "sagemaker"
+    kind: str = "train"
+    region: str
+    job_name: str
+    recipe_template: str = Field(description="upstream recipe this template copies")
+    recipe: dict[str, Any] = Field(description="the resolved recipe the job runs")
+    recipe_yaml: str = Field(description="the exact bytes uploaded as channel `recipe`")
+    recipe_overrides: dict[str, Any]
+    from_recipe: dict[str, Any] = Field(description="ModelTrainer.from_recipe(...) arguments (sagemaker v3)")
+    train_call: dict[str, Any] = Field(description="ModelTrainer.train(...) arguments")
+    uploads: list[dict[str, Any]]
+    reward: dict[str, Any]
+    output_s3_path: str
+
+    def describe(self) -> str:
+        head = super().describe()
+        if self.kind == "eval":
+            head = head.replace(" plan for job", " rft_eval plan for job", 1)
+        lines = [head, "uploads (content-addressed; skipped when already there):"]
+        lines += [f"  {u['source']} -> {u['uri']}" for u in self.uploads]
+        lines.append(_reward_line(self.reward))
+        lines.append(f"output: {self.output_s3_path}/{self.job_name}/output/output.tar.gz")
+        lines.append("resolved recipe (uploaded as channel 'recipe'):")
+        lines += ["  " + line for line in self.recipe_yaml.rstrip().splitlines()]
+        lines.append("equivalent sagemaker v3 SDK call (ModelTrainer.from_recipe(...).train(...)):")
+        sdk = yaml.safe_dump({"from_recipe": self.from_recipe, "train": self.train_call}, sort_keys=False, width=100)
+        lines += ["  " + line for line in sdk.rstrip().splitlines()]
+        return "\n".join(lines)
+
+
+def _reward_line(reward: dict[str, Any]) -> str:
+    if reward.get("deploy"):
+        return f"reward: deploy {reward['source']} as Lambda {reward['arn']} (runs as {reward['role_arn']})"
+    return f"reward: existing Lambda {reward.get('arn', '')}"
+
+
+# ----------------------------------------------------------------------------------------------- plan
+
+
+def plan(spec: JobSpec) -> SageMakerPlan:
+    """The SMTJ job for `spec`: resolved recipe, from_recipe arguments, CreateTrainingJob request. Pure.
+
+    Every problem (spec ranges on the surface, ARNs, S3 forms, region, instances, data) is collected and
+    raised together in one UserError naming the fields.
+    """
+    surface = spec.surface
+    problems, warnings = aws.spec_problems(spec, surface)
+    region = spec.aws.region
+    image = _image(spec, region, "train", problems, warnings)
+    problems += aws.check_role_arn(spec.aws.role_arn, "aws.role_arn")
+    instance_count = _instance_count(spec, surface, problems)
+    _instance_type(spec.aws.instance_type, problems)
+
+    base = aws.s3_base(spec.aws.s3_bucket, spec.aws.s3_prefix, problems)
+    output = aws.output_location(spec, base, problems)
+    data_uri, data_upload = aws.plan_data(spec.train_data, "train_data", base, problems)
+    model = aws.nova_base_model(spec, problems)
+    reward = aws.plan_reward(spec, region, problems)
+    steps = resolve_steps(spec, problems, warnings)
+    concurrency = spec.aws.lambda_concurrency_limit or surface_default(surface, "lambda_concurrency_limit")
+    aws.raise_problems(problems, f"SageMaker training job plan for {spec.name!r}")
+
+    values = recipe_values(spec, surface, model=model, data_uri=data_uri, reward_arn=reward["arn"],
+                           replicas=instance_count, concurrency=concurrency, steps=steps)
+    skeleton = _request_skeleton(spec, image, model, reward["arn"], data_uri, output, instance_count)
+    name = aws.job_name(spec.name, aws.digest({"recipe": rec.template(surface).upstream, "values": values,
+                                                "request": skeleton}))
+    values["run.name"] = name
+    return build(spec, "train", surface, name, values, skeleton, [data_upload], reward, output, warnings,
+                 staging=base or output)
+
+
+def build(spec: JobSpec, kind: str, template_key: str, name: str, values: dict[str, Any],
+          skeleton: dict[str, Any], uploads: list[aws.Upload | None], reward: dict[str, Any], output: str,
+          warnings: list[str], staging: str) -> SageMakerPlan:
+    """Resolve the recipe, place it content-addressed, and complete the request (shared with rft_eval)."""
+    template = rec.template(template_key)
+    values = {"run.name": values["run.name"], **values}  # name first in the overrides shown
+    recipe = rec.resolve(rec.apply(rec.load(template_key), values))
+    text = rec.dump(recipe)
+    recipe_upload = aws.plan_bytes_upload(text.encode(), f"{staging}/recipes", RECIPE_FILE)
+    request = {"TrainingJobName": name, **skeleton}
+    request["InputDataConfig"] = [*skeleton["InputDataConfig"], _channel(RECIPE_CHANNEL, recipe_upload.uri)]
+    request = _ordered(request)
+    compute = {"instance_type": spec.aws.instance_type,
+               "instance_count": request["ResourceConfig"]["InstanceCount"],
+               "volume_size_in_gb": VOLUME_SIZE_GB}
+    from_recipe = {
+        "training_recipe": str(template.path),
+        "compute": compute,
+        "recipe_overrides": rec.nested(values),
+        "training_image": request["AlgorithmSpecification"]["TrainingImage"],
+        "role": request["RoleArn"],
+        "base_job_name": name,
+        "output_data_config": {"s3_output_path": output, "compression_type": "GZIP"},
+        "stopping_condition": {"max_runtime_in_seconds": request["StoppingCondition"]["MaxRuntimeInSeconds"]},
+    }
+    if request.get("Tags"):
+        from_recipe["tags"] = [{"key": t["Key"], "value": t["Value"]} for t in request["Tags"]]
+    data_channels = [
+        {"channel_name": c["ChannelName"], "data_source": c["DataSource"]["S3DataSource"]["S3Uri"]}
+        for c in skeleton["InputDataConfig"]
+    ]
+    all_uploads = [u for u in uploads if u is not None] + [recipe_upload]
+    return SageMakerPlan(
+        spec=spec, kind=kind, region=spec.aws.region, job_name=name, request=request, warnings=warnings,
+        recipe_template=template.upstream, recipe=recipe, recipe_yaml=text, recipe_overrides=rec.nested(values),
+        from_recipe=from_recipe, train_call={"input_data_config": data_channels, "wait": False},
+        uploads=[u.to_dict() for u in all_uploads], reward=reward, output_s3_path=output,
+    )
+
+
+def recipe_values(spec: JobSpec, surface: str, *, model: str, data_uri: str, reward_arn: str, replicas: int,
+                  concurrency: int | None, steps: int) -> dict[str, Any]:
+    """Dotted recipe paths -> values from the spec, with the surface's key spellings.
+
+    Only keys the surface's template has are set (the SDK would drop others with a warning); knobs the
+    surface does not expose (SMTJ: number_generation; SMHP: kl_loss_coef) keep the recipe's value.
+    """
+    h = spec.hyper
+    prefix = surface.split("-")[0]
+    values: dict[str, Any] = {
+        "run.model_name_or_path": model,
+        "run.data_s3_path": data_uri,
+        "run.replicas": replicas,
+        "run.reward_lambda_arn": reward_arn,
+        "training_config.max_length": h.max_length,
+        "training_config.global_batch_size": h.global_batch_size,
+        "training_config.reasoning_effort": h.reasoning_effort,
+        "training_config.rollout.generator.max_new_tokens": h.max_new_tokens,
+        "training_config.rollout.generator.temperature": h.temperature,
+        "training_config.rollout.generator.top_k": h.top_k,
+        "training_config.trainer.max_steps": steps,
+        "training_config.trainer.save_steps": h.save_steps,
+        "training_config.trainer.ent_coeff": h.entropy_coef,
+        "training_config.trainer.optim_config.lr": h.learning_rate,
+        "training_config.trainer.optim_config.weight_decay": h.weight_decay,
+    }
+    if concurrency is not None:
+        values["training_config.rollout.rewards.api_endpoint.lambda_concurrency_limit"] = concurrency
+    if prefix == "smtj":
+        values["training_config.rollout.rewards.api_endpoint.lambda_arn"] = reward_arn
+        values["training_config.trainer.kl_loss_coef"] = h.kl_coef
+    else:  # smhp: the recipe interpolates lambda_arn from run.reward_lambda_arn
+        values["training_config.rollout.advantage_strategy.number_generation"] = h.number_generation
+    if h.lora_rank:
+        values["training_config.trainer.peft.lora_tuning.alpha"] = h.lora_alpha
+        values[f"training_config.trainer.peft.lora_tuning.{rec.LORAPLUS_KEY[prefix]}"] = h.loraplus_lr_ratio
+    return values
+
+
+def resolve_steps(spec: JobSpec, problems: list[str], warnings: list[str]) -> int:
+    """trainer.max_steps: the spec's, or derived from epochs and the (local) training file's size."""
+    from nbkit.train.derived import count_records
+
+    h = spec.hyper
+    n_train = count_records(spec.train_data) if spec.train_data and not spec.train_data.startswith("s3://") else None
+    if n_train is not None and n_train < MIN_DOCUMENTED_PROMPTS:
+        warnings.append(f"train_data has {n_train} records; AWS recommends at least {MIN_DOCUMENTED_PROMPTS}")
+    if h.max_steps is not None:
+        steps = h.max_steps
+    elif n_train is None:
+        problems.append("hyper.max_steps: None, and train_data is not a local file, so the steps cannot be "
+                        "derived from epochs; set max_steps")
+        return 0
+    else:
+        steps = steps_for(h, n_train)
+    if not 5 <= steps <= 100000:
+        problems.append(f"hyper.max_steps = {steps} (derived from epochs and data size): trainer.max_steps must "
+                        "be 5..100000; set max_steps or change epochs/batch size")
+    return steps
+
+
+def note_unexposed(spec: JobSpec, prefix: str, warnings: list[str]) -> None:
+    """Knobs the spec's range table lets through but the surface's recipe has no key for."""
+    from nbkit.train.spec import Hyperparameters
+
+    default = Hyperparameters()
+    if prefix == "smhp" and spec.hyper.kl_coef != default.kl_coef:
+        warnings.append(f"hyper.kl_coef = {spec.hyper.kl_coef}: the HyperPod recipe has no kl_loss_coef; ignored")
+
+
+def _image(spec: JobSpec, region: str, kind: str, problems: list[str], warnings: list[str]) -> str:
+    """The region's Nova image, or the user's override (then an unlisted region is only a warning)."""
+    found = aws.check_region(region, tuple(aws.NOVA_IMAGE_ACCOUNTS), "SageMaker (Nova images)")
+    override = spec.aws.image_uri if kind == "train" else ""
+    if override:
+        if found:
+            warnings.append(found[0] + "; using aws.image_uri as given")
+        return override
+    problems += found
+    return aws.image_uri(region, kind) if not found else ""
+
+
+def _instance_count(spec: JobSpec, surface: str, problems: list[str]) -> int:
+    count = spec.aws.instance_count or surface_default(surface, "instance_count")
+    minimum = surface_default(surface, "min_instance_count") or 1
+    if count < minimum:
+        kind = "LoRA" if surface.endswith("lora") else "full-rank"
+        problems.append(f"aws.instance_count = {count}: SMTJ {kind} RFT needs at least {minimum} instances "
+                        f"(default {surface_default(surface, 'instance_count')})")
+    return count
+
+
+def _instance_type(instance_type: str, problems: list[str], allowed: tuple[str, ...] = INSTANCE_TYPES) -> None:
+    if instance_type not in allowed:
+        problems.append(f"aws.instance_type = {instance_type!r}: Nova 2 Lite RFT runs on {', '.join(allowed)}")
+
+
+def _channel(name: str, uri: str) -> dict[str, Any]:
+    """One S3 input channel exactly as ModelTrainer builds it for an s3:// data source."""
+    return {
+        "ChannelName": name,
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                        "S3DataDistributionType": "FullyReplicated"}},
+        "InputMode": "File",
+    }
+
+
+def model_hyperparameters(model: str) -> dict[str, str]:
+    """from_recipe's mapping of run.model_name_or_path: s3:// -> base_model_location, else base_model."""
+    return {"base_model_location": model} if model.startswith("s3://") else {"base_model": model}
+
+
+def _request_skeleton(spec: JobSpec, image: str, model: str, reward_arn: str, data_uri: str, output: str,
+                      instance_count: int) -> dict[str, Any]:
+    """CreateTrainingJob fields except the name and the recipe channel (those depend on the digest)."""
+    hyper = model_hyperparameters(model)
+    if reward_arn:
+        hyper["reward_lambda_arn"] = reward_arn
+    hyper["sagemaker_recipe_local_path"] = RECIPE_CONTAINER_PATH
+    return common_request(spec, image, hyper, [_channel(DATA_CHANNEL, data_uri)], output, instance_count)
+
+
+def common_request(spec: JobSpec, image: str, hyper: dict[str, str], channels: list[dict[str, Any]],
+                   output: str, instance_count: int) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "RoleArn": spec.aws.role_arn,
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "HyperParameters": hyper,
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": output, "CompressionType": "GZIP"},
+        "ResourceConfig": {"InstanceType": spec.aws.instance_type, "InstanceCount": instance_count,
+                           "VolumeSizeInGB": VOLUME_SIZE_GB},
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(spec.aws.max_runtime_hours * 3600)},
+    }
+    if spec.aws.tags:
+        request["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(spec.aws.tags.items())]
+    return request
+
+
+_ORDER = ("TrainingJobName", "RoleArn", "AlgorithmSpecification", "HyperParameters", "InputDataConfig",
+          "OutputDataConfig", "ResourceConfig", "StoppingCondition", "Tags")
+
+
+def _ordered(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: request[k] for k in _ORDER if k in request}
+
+
+# --------------------------------------------------------------------------------------------- submit
+
+
+def no_retry_config() -> Any:
+    """Creating a job is never retried automatically (a retry after a lost response could pay twice)."""
+    from botocore.config import Config
+
+    return Config(retries={"total_max_attempts": 1, "mode": "standard"})
+
+
+def plan_uploads(plan: Any) -> list[aws.Upload]:
+    """The plan's uploads as Upload objects; generated content (the recipe) comes from the plan itself."""
+    out = []
+    for item in plan.uploads:
+        if item["source"] == "(generated)":
+            body = plan.recipe_yaml.encode()
+            out.append(aws.Upload(uri=item["uri"], sha256=item["sha256"], body=body))
+        else:
+            out.append(aws.Upload(uri=item["uri"], sha256=item["sha256"], source=item["source"]))
+    return out
+
+
+def upload_all(plan: Any, sess: Any) -> None:
+    s3 = sess.client("s3", region_name=plan.region)
+    for upload in plan_uploads(plan):
+        state = aws.perform_upload(s3, upload)
+        print(f"{state:>8}: {upload.uri}")
+
+
+def submit(plan: SageMakerPlan, run_dir: str | os.PathLike, session: Any = None) -> JobHandle:
+    """Send the plan: upload (content-addressed), deploy the reward if planned, create the training job.
+
+    Dry run (the default) prints the plan and sends nothing. A job of the same name (the same plan submitted
+    before) is attached to, not duplicated; creation is never retried automatically.
+    """
+    if plan.spec.dry_run:
+        print(plan.describe())
+        return DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
+    sess = session or aws.session(plan.region)
+    aws.require_credentials(sess)
+    upload_all(plan, sess)
+    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    create_training_job(sess, plan.region, plan.request)
+    return SageMakerJobHandle(plan.job_name, run_dir, plan.region, plan.output_s3_path, kind=plan.kind,
+                              session=sess)
+
+
+def create_training_job(sess: Any, region: str, request: dict[str, Any]) -> str:
+    """CreateTrainingJob once; 'ResourceInUse' means this exact plan was submitted before -> attach to it."""
+    from botocore.exceptions import ClientError
+
+    client = sess.client("sagemaker", region_name=region, config=no_retry_config())
+    name = request["TrainingJobName"]
+    with aws.aws_errors(f"creating training job {name}", "sagemaker:CreateTrainingJob (and iam:PassRole on "
+                        f"{request['RoleArn']})", name):
+        try:
+            arn = client.create_training_job(**request)["TrainingJobArn"]
+            print(f"created training job {name} ({arn})")
+            return arn
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUse":
+                raise
+    existing = client.describe_training_job(TrainingJobName=name)
+    print(f"training job {name} already exists ({existing['TrainingJobStatus']}): attaching to it. "
+          "To run the same configuration again, change `name`.")
+    return existing["TrainingJobArn"]
+
+
+# --------------------------------------------------------------------------------------------- handle
+
+
+_STATUS = {"Completed": "completed", "Failed": "failed", "Stopped": "stopped", "Stopping": "running"}
+_PENDING_SECONDARY = {"Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack",
+                      "DownloadingTrainingImage", "Downloading"}
+
+
+class SageMakerJobHandle(JobHandle):
+    """A SageMaker training job (RFT training or rft_eval): status, stop, CloudWatch logs, output.tar.gz."""
+
+    backend = "sagemaker"
+
+    def __init__(self, job_id: str, run_dir: str | os.PathLike, region: str, output_s3_path: str,
+                 kind: str = "train", session: Any = None) -> None:
+        super().__init__(job_id, run_dir)
+        self.region = region
+        self.output_s3_path = output_s3_path.rstrip("/")
+        self.kind = kind
+        self._session = session
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            sess = self._session or aws.session(self.region)
+            self._clients[service] = sess.client(service, region_name=self.region)
+        return self._clients[service]
+
+    def describe(self) -> dict[str, Any]:
+        with aws.aws_errors(f"describing training job {self.job_id}", "sagemaker:DescribeTrainingJob", self.job_id):
+            return self.client("sagemaker").describe_training_job(TrainingJobName=self.job_id)
+
+    def status(self) -> str:
+        info = self.describe()
+        state = info["TrainingJobStatus"]
+        if state == "InProgress":
+            return "pending" if info.get("SecondaryStatus") in _PENDING_SECONDARY else "running"
+        return _STATUS.get(state, "running")
+
+    def failure_reason(self) -> str:
+        return self.describe().get("FailureReason", "")
+
+    def stop(self) -> None:
+        """StopTrainingJob; a job that already ended has nothing to stop (not an error)."""
+        if self.status() not in ("pending", "running"):
+            return
+        with aws.aws_errors(f"stopping training job {self.job_id}", "sagemaker:StopTrainingJob", self.job_id):
+            self.client("sagemaker").stop_training_job(TrainingJobName=self.job_id)
+
+    def logs(self, tail: int | None = None) -> str:
+        """CloudWatch lines of every instance: log group /aws/sagemaker/TrainingJobs, streams `<job>/...`."""
+        lines = aws.log_lines(self.client("logs"), LOG_GROUP, f"{self.job_id}/")
+        return "\n".join(lines[-tail:] if tail else lines)
+
+    @property
+    def output_uri(self) -> str:
+        return f"{self.output_s3_path}/{self.job_id}/output/output.tar.gz"
+
+    def outputs(self, dest: str | os.PathLike | None = None) -> Path:
+        """Download output.tar.gz and extract it safely; the folder then holds manifest.json and the CSV
+        (and, for rft_eval, eval-result/results_*.json and details parquet)."""
+        dest = Path(dest) if dest else self.default_dest()
+        archive = aws.download(self.client("s3"), self.output_uri, dest / "output.tar.gz")
+        return aws.safe_extract(archive, dest)
+
+    def default_dest(self) -> Path:
+        """training/output for a training job (the layout every stage reads), training/eval/<job> for rft_eval."""
+        training = self.run_dir / "training"
+        return training / "output" if self.kind == "train" else training / "eval" / self.job_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "job_id": self.job_id, "region": self.region,
+                "output_s3_path": self.output_s3_path, "kind": self.kind}
+
+
+def handle_from_dict(data: dict[str, Any], run_dir: str | os.PathLike) -> SageMakerJobHandle:
+    missing = [k for k in ("job_id", "region", "output_s3_path") if k not in data]
+    if missing:
+        raise UserError(f"SageMaker job record lacks {', '.join(missing)}; re-launch to rewrite training/job.json")
+    return SageMakerJobHandle(data["job_id"], run_dir, data["region"], data["output_s3_path"],
+                              kind=data.get("kind", "train"))
