@@ -1,0 +1,209 @@
+"""Evaluate the tuned model exactly like the baseline: same prompts, same sampling settings, same reward.
+
+The baseline's `summary.json` is the record of how it was measured; everything that could change a score is
+read from it, so a difference between base and tuned can only come from the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbkit.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COMPARISON = "comparison.json"
+SETTING_KEYS = ("k", "max_new_tokens", "temperature", "seed")
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """How the baseline was sampled and scored (read from baseline/summary.json)."""
+
+    k: int
+    max_new_tokens: int
+    temperature: float
+    seed: int
+    reward: str
+    model: str = ""
+    pass_threshold: float | None = None
+    failed_reward: float = 0.0
+    generator: dict[str, Any] | None = None  # the base generator's description (batch size, top-k/p, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _find(summary: dict[str, Any], key: str) -> Any:
+    """A setting at the top level of summary.json or under its `settings` section."""
+    for section in (summary.get("settings"), summary):
+        if isinstance(section, dict) and key in section:
+            return section[key]
+    return None
+
+
+def baseline_settings(run_dir: str | Path) -> BaselineSettings:
+    """The baseline's sampling settings, with an error naming the missing ones and how to get them."""
+    from nbkit import paths
+
+    path = paths.run_dir(run_dir) / "baseline" / "summary.json"
+    if not path.is_file():
+        raise UserError(
+            f"no baseline summary at {path}: run notebook 03_evaluate_baseline for this run first; the tuned model "
+            "must be sampled with the baseline's settings to be comparable"
+        )
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); re-run notebook 03 to rewrite it") from None
+    missing = [k for k in (*SETTING_KEYS, "reward") if _find(summary, k) is None]
+    if missing:
+        raise UserError(f"{path} does not record {', '.join(missing)}; re-run notebook 03 with this version of nbkit")
+    threshold = _find(summary, "pass_threshold")
+    generator = _find(summary, "generator")
+    return BaselineSettings(
+        k=int(_find(summary, "k")),
+        max_new_tokens=int(_find(summary, "max_new_tokens")),
+        temperature=float(_find(summary, "temperature")),
+        seed=int(_find(summary, "seed")),
+        reward=str(_find(summary, "reward")),
+        model=str(_find(summary, "model") or ""),
+        pass_threshold=None if threshold is None else float(threshold),
+        failed_reward=float(_find(summary, "failed_reward") or 0.0),
+        generator=generator if isinstance(generator, dict) else None,
+    )
+
+
+def _arn_from_handle(handle: Any) -> str | None:
+    """A Bedrock custom model ARN recorded by the job handle, if the backend records one."""
+    for key, value in (handle.to_dict() or {}).items():
+        if "model_arn" in key.lower().replace("modelarn", "model_arn") and isinstance(value, str) \
+                and value.startswith("arn:"):
+            return value
+    return None
+
+
+def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, str]:
+    """(model spec for nbkit.policy.load_generator, where it came from).
+
+    Without an override: the training job's manifest. A local checkpoint folder loads directly; a Bedrock custom
+    model becomes `bedrock:<arn>`; a Nova S3 checkpoint cannot be sampled from here, so the error says how to
+    evaluate it (a managed RFT evaluation job, then `replay:` its details parquet).
+    """
+    if override:
+        return override, "the tuned_model parameter"
+    from nbkit import paths
+    from nbkit.train import load_job
+    from nbkit.train.nova_layout import read_output
+
+    handle = load_job(run_dir)
+    state = handle.status()
+    if state != "completed":
+        raise UserError(
+            f"training job {handle.job_id} ({handle.backend}) is {state}, not completed: wait for it in notebook 05 "
+            "(or handle.wait()), or set tuned_model to a checkpoint folder to evaluate an intermediate one"
+        )
+    arn = _arn_from_handle(handle)
+    if arn:
+        return f"bedrock:{arn}", f"the custom model of Bedrock job {handle.job_id}"
+    folder = handle.outputs(paths.stage_dir(run_dir, "tuned") / "job_output")
+    checkpoint = read_output(folder).checkpoint
+    if not checkpoint:
+        raise UserError(f"the manifest of job {handle.job_id} in {folder} names no checkpoint (checkpoint_s3_bucket)")
+    if checkpoint.startswith("arn:"):
+        return f"bedrock:{checkpoint}", f"the manifest of job {handle.job_id}"
+    if checkpoint.startswith("s3://"):
+        raise UserError(
+            f"the tuned checkpoint of job {handle.job_id} is {checkpoint} (a Nova {handle.backend} job); it cannot be "
+            "sampled from this machine. Run a Nova RFT evaluation job with run.model_name_or_path set to it (recipe "
+            "evaluation/nova/nova_2_0/nova_lite/nova_lite_2_0_p5_48xl_gpu_rft_eval) on the same eval data and set "
+            "tuned_model: replay:<its details_*.parquet>, or deploy it as a Bedrock custom model and set "
+            "tuned_model: bedrock:<custom model ARN>"
+        )
+    return checkpoint, f"the checkpoint in the manifest of job {handle.job_id}"
+
+
+def baseline_samples(run_dir: str | Path) -> pd.DataFrame:
+    """The baseline's samples frame (notebook 03's output)."""
+    from nbkit import paths
+    from nbkit.evaluate.compare import read_samples
+
+    return read_samples(paths.run_dir(run_dir) / "baseline")
+
+
+def eval_records(run_dir: str | Path, base: pd.DataFrame) -> list[dict[str, Any]]:
+    """The eval records the baseline scored, in the baseline's order; an error when some no longer exist."""
+    from nbkit.data import load_split
+    from nbkit.evaluate.sampling import prompt_ids
+
+    records = load_split(run_dir, "eval")
+    ids = prompt_ids(records)
+    wanted = list(dict.fromkeys(base["prompt_id"].astype(str)))
+    index = {str(pid): i for i, pid in enumerate(ids)}
+    missing = [pid for pid in wanted if pid not in index]
+    if missing:
+        raise UserError(
+            f"{len(missing)} prompt(s) the baseline scored are not in the eval split any more (e.g. {missing[:3]}): "
+            "the data changed after notebook 03; re-run 03 so both models see the same prompts"
+        )
+    return [records[index[pid]] for pid in wanted]
+
+
+def generator_options(model: str, settings: BaselineSettings, run_dir: str | Path, threads: int = 0) -> dict[str, Any]:
+    """Keyword arguments that make the tuned generator sample like the base one.
+
+    A local model gets the baseline's batch size and top-k/top-p: the local generator seeds per batch, so equal
+    batches give base and tuned the same random draws (common random numbers), which tightens the paired
+    comparison. The device is chosen afresh (`auto`), threads only change speed.
+    """
+    if model.startswith("replay:"):
+        return {"run_dir": run_dir}
+    if model.startswith("bedrock:"):
+        return {}
+    base = settings.generator or {}
+    options: dict[str, Any] = {k: base[k] for k in ("batch_size", "top_k", "top_p") if base.get(k) is not None}
+    if threads:
+        options["threads"] = threads
+    return options
+
+
+def evaluate_tuned(run_dir: str | Path, model: str, reward: str = "", threads: int = 0) -> pd.DataFrame:
+    """Sample and score the tuned model on the baseline's prompts with its settings; writes tuned/samples.parquet."""
+    from nbkit import paths
+    from nbkit.evaluate.sampling import sample_and_score, write_samples
+    from nbkit.policy import load_generator
+    from nbkit.rewards import load_reward
+
+    settings = baseline_settings(run_dir)
+    if reward and reward != settings.reward:
+        raise UserError(
+            f"reward {reward!r} differs from the baseline's {settings.reward!r}: scores would not be comparable; "
+            "leave reward empty to use the baseline's, or re-run notebook 03 with the new reward"
+        )
+    records = eval_records(run_dir, baseline_samples(run_dir))
+    generator = load_generator(model, **generator_options(model, settings, run_dir, threads))
+    frame = sample_and_score(
+        generator, load_reward(settings.reward), records, k=settings.k,
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed,
+    )
+    write_samples(frame, paths.stage_dir(run_dir, "tuned"))
+    return frame
+
+
+def compare_run(run_dir: str | Path, pass_threshold: float | None = None, n_boot: int = 2000, alpha: float = 0.05,
+                seed: int = 0, allow_unmatched: bool = False):
+    """Compare <run>/tuned against <run>/baseline and write <run>/tuned/comparison.json."""
+    from nbkit import paths
+    from nbkit.evaluate.compare import compare, read_samples
+
+    settings = baseline_settings(run_dir)
+    threshold = pass_threshold or settings.pass_threshold or 0.8  # 0/None: the baseline's, else the high bucket
+    tuned_dir = paths.stage_dir(run_dir, "tuned")
+    result = compare(baseline_samples(run_dir), read_samples(tuned_dir), pass_threshold=threshold, n_boot=n_boot,
+                     seed=seed, alpha=alpha, allow_unmatched=allow_unmatched, failed_reward=settings.failed_reward)
+    result.save(tuned_dir / COMPARISON)
+    return result
