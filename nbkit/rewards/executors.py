@@ -1,0 +1,425 @@
+"""Where a reward's handler runs: in this process, in isolated worker processes, or in threads (remote calls).
+
+Each executor maps a list of batches to one `Outcome` per batch, in order, and never raises because of the
+handler: an exception, a timeout or a dead worker is an outcome like any other. Worker processes are
+replaced when they die or hang, so one bad call cannot stall or lose the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import re
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+TRANSIENT = frozenset({
+    "ConnectionError", "TimeoutError", "ThrottlingException", "TooManyRequestsException",
+    "ServiceUnavailableException", "ProvisionedThroughputExceededException", "EndpointConnectionError",
+    "ReadTimeoutError", "ConnectTimeoutError", "TransientError",
+})
+_TRANSIENT_WORDS = ("throttl", "rate exceeded", "too many requests", "temporarily unavailable", "try again")
+
+
+class Outcome:
+    """What one handler call produced. kind: returned | raised | timeout | crash | unserializable."""
+
+    __slots__ = ("kind", "value", "error", "error_types", "latency_s")
+
+    def __init__(self, kind: str, value: Any = None, error: str | None = None,
+                 error_types: tuple[str, ...] = (), latency_s: float = 0.0) -> None:
+        self.kind, self.value, self.error, self.error_types, self.latency_s = kind, value, error, error_types, latency_s
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.kind}, error={self.error!r}, latency_s={self.latency_s:.4f})"
+
+
+# Called with (batch index, outcome) as each call completes. An executor given one hands every outcome to it
+# and keeps none (map returns []), so a long run holds no results it has already classified.
+OnDone = Callable[[int, "Outcome"], None]
+
+
+def is_transient(error_types: tuple[str, ...], message: str) -> bool:
+    """Default retry rule: network/throttling errors by type name (any base class) or by message."""
+    low = (message or "").lower()
+    return bool(TRANSIENT.intersection(error_types)) or any(w in low for w in _TRANSIENT_WORDS)
+
+
+def describe_exception(exc: BaseException) -> tuple[str, tuple[str, ...]]:
+    """'Type: message (at file:line in function)' for the frame that raised, and the type's class names."""
+    if isinstance(exc, SystemExit):
+        text = f"SystemExit: the reward called sys.exit({exc.code!r})"
+    elif isinstance(exc, MemoryError):
+        text = "MemoryError: the reward ran out of memory (the worker's memory limit, or the machine's)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+    names = tuple(c.__name__ for c in type(exc).__mro__)
+    code = getattr(exc, "response", None)
+    if isinstance(code, dict):  # botocore ClientError: the AWS error code decides transience
+        err = code.get("Error", {}).get("Code")
+        if err:
+            names += (str(err),)
+    return text, names
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def exit_description(exitcode: int | None) -> str:
+    """Why a worker died, in words a reward author can act on."""
+    if exitcode is None:
+        return "the worker process vanished"
+    if exitcode < 0:
+        name = _signal_name(exitcode)
+        hint = {
+            "SIGSEGV": " (a segmentation fault: native code in the reward crashed the interpreter)",
+            "SIGKILL": " (killed from outside, often the machine's out-of-memory killer)",
+            "SIGABRT": " (aborted: a native library failed an assertion)",
+        }.get(name, "")
+        return f"the worker process died from {name}{hint}"
+    return f"the worker process exited with code {exitcode} (the reward called os._exit or the interpreter died)"
+
+
+# --------------------------------------------------------------------------------------- in-process
+
+class _CallTimeout(BaseException):
+    """Raised by SIGALRM inside a handler that ran past its time (BaseException: `except Exception` in the
+    reward cannot swallow it)."""
+
+
+class InlineExecutor:
+    """Calls the handler in this process: the cheapest path (the local trainer scores every GRPO step here).
+
+    The per-call timeout is a watchdog: one interval timer (SIGALRM) ticks while the run lasts and raises in
+    the handler once the current call is past its deadline, so a call costs no system call. It is enforced
+    only in the main thread, only while Python bytecode runs, and within a tenth of the timeout (at most
+    1 s) of the deadline; a reward that calls os._exit, segfaults or blocks in native code takes this
+    process with it. Use worker processes (workers >= 1) for rewards you do not trust.
+    """
+
+    def __init__(self, handler: Callable[[Any, Any], Any], timeout: float | None, context: Any = None) -> None:
+        self.handler, self.timeout, self.context = handler, timeout, context
+        self.timeout_enforced = bool(
+            timeout and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
+
+    def map(self, batches: Sequence[list[dict]], on_done: OnDone | None = None) -> list[Outcome]:
+        handler, context, timer = self.handler, self.context, self.timeout if self.timeout_enforced else 0.0
+        outcomes: list[Outcome] = []
+        clock = time.perf_counter
+        deadline = [math.inf]  # of the call in progress; inf between calls
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            if clock() >= deadline[0]:
+                deadline[0] = math.inf
+                raise _CallTimeout()
+
+        previous, previous_timer = None, (0.0, 0.0)
+        if timer:
+            previous = signal.signal(signal.SIGALRM, on_alarm)
+            tick = min(timer / 10, 1.0)
+            previous_timer = signal.setitimer(signal.ITIMER_REAL, tick, tick)
+        try:
+            for c, batch in enumerate(batches):
+                start = clock()
+                try:
+                    deadline[0] = start + timer if timer else math.inf
+                    try:
+                        value = handler(batch, context)
+                    finally:
+                        deadline[0] = math.inf
+                    outcome = Outcome("returned", value, latency_s=clock() - start)
+                except _CallTimeout:
+                    outcome = Outcome("timeout", error=f"the call ran past the {timer:g} s timeout",
+                                      latency_s=clock() - start)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit too: a reward must not end the caller
+                    text, names = describe_exception(exc)
+                    outcome = Outcome("raised", error=text, error_types=names, latency_s=clock() - start)
+                if on_done:
+                    on_done(c, outcome)
+                else:
+                    outcomes.append(outcome)
+        finally:
+            if timer:  # put back whatever alarm the caller had
+                signal.setitimer(signal.ITIMER_REAL, *previous_timer)
+                signal.signal(signal.SIGALRM, previous)
+        return outcomes
+
+
+# --------------------------------------------------------------------------------- worker processes
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap the worker's address space at what it already maps plus `memory_mb`, so a reward that eats memory
+    gets a MemoryError instead of the machine's OOM killer (which might pick the notebook)."""
+    if not memory_mb:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/statm") as fh:
+            mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = mapped + int(memory_mb) * 2**20
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (OSError, ValueError, ImportError):  # not Linux: the limit is best effort, isolation still holds
+        pass
+
+
+def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, crash_log: str | None = None) -> None:
+    """Loop of a worker process: receive (call id, batch), run the handler, send back what happened.
+
+    A fatal error (segfault, abort) writes the Python stack to `crash_log`, so the parent can say where the
+    reward crashed.
+    """
+    if crash_log:
+        import faulthandler
+
+        faulthandler.enable(file=open(crash_log, "w"))  # noqa: SIM115 (must stay open until the process dies)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the notebook stops the parent, which stops us
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    _limit_memory(memory_mb)
+    handler = getattr(reward, "handler", reward)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        call_id, batch = message
+        start = time.perf_counter()
+        try:
+            value = handler(batch, context)
+            reply = (call_id, "returned", value, None, (), time.perf_counter() - start)
+        except BaseException as exc:  # everything, SystemExit included, is reported, never fatal
+            text, names = describe_exception(exc)
+            reply = (call_id, "raised", None, text, names, time.perf_counter() - start)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # the result cannot be pickled: it could not be JSON either
+            conn.send((call_id, "unserializable", None,
+                       f"the result cannot be serialized ({type(exc).__name__}: {exc})", (), reply[5]))
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "call", "deadline", "sent", "crash_log")
+
+    def __init__(self, proc: Any, conn: Any, crash_log: str) -> None:
+        self.proc, self.conn, self.call, self.deadline, self.sent = proc, conn, None, 0.0, 0.0
+        self.crash_log = crash_log
+
+
+def crash_frames(path: str) -> str:
+    """' (in f (file.py:12) <- g (other.py:3))' from a faulthandler dump: the innermost frames up to and
+    including the first one outside the standard library and nbkit, or '' when there is no dump."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', text)
+    shown = []
+    for filename, line, func in frames:
+        shown.append(f"{func} ({os.path.basename(filename)}:{line})")
+        if "site-packages" not in filename and "/lib/python" not in filename and "/nbkit/" not in filename:
+            break
+    return f" (in {' <- '.join(shown[:4])})" if shown else ""
+
+
+class ProcessExecutor:
+    """Runs calls in `workers` child processes with a hard per-call timeout and a memory limit each.
+
+    A worker that hangs is killed at its deadline (status timeout); one that dies (os._exit, segfault, OOM
+    kill) yields a crash outcome for its call; both are replaced by a fresh worker and the run goes on.
+    `start_method` defaults to fork where available, so rewards defined in a notebook need no pickling.
+    """
+
+    def __init__(self, reward: Any, workers: int, timeout: float | None, memory_mb: int | None = 2048,
+                 start_method: str | None = None, context: Any = None) -> None:
+        import multiprocessing
+
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 for worker processes, got {workers}")
+        methods = multiprocessing.get_all_start_methods()
+        method = start_method or ("fork" if "fork" in methods else "spawn")
+        self.ctx = multiprocessing.get_context(method)
+        self.reward, self.workers, self.timeout, self.memory_mb, self.context = reward, workers, timeout, memory_mb, context
+        self.replaced = 0
+        self.timeout_enforced = bool(timeout)
+
+    def _spawn(self) -> _Worker:
+        import tempfile
+
+        parent, child = self.ctx.Pipe(duplex=True)
+        handle, crash_log = tempfile.mkstemp(prefix="nbkit-reward-crash-", suffix=".log")
+        os.close(handle)
+        proc = self.ctx.Process(target=worker_main, daemon=True, name="nbkit-reward-worker",
+                                args=(child, self.reward, self.context, self.memory_mb, crash_log))
+        proc.start()
+        child.close()
+        return _Worker(proc, parent, crash_log)
+
+    @staticmethod
+    def _stop(worker: _Worker, kill: bool) -> None:
+        if kill:
+            worker.proc.kill()
+        else:
+            with contextlib.suppress(OSError, ValueError):  # already gone: nothing to tell it
+                worker.conn.send(None)
+        worker.proc.join(timeout=2.0)
+        if worker.proc.is_alive():
+            worker.proc.kill()
+            worker.proc.join(timeout=2.0)
+        worker.conn.close()
+        with contextlib.suppress(OSError):
+            os.unlink(worker.crash_log)
+
+    def map(self, batches: Sequence[list[dict]], on_done: OnDone | None = None) -> list[Outcome]:
+        from multiprocessing.connection import wait
+
+        outcomes: list[Outcome | None] = [None] * len(batches)
+        pending = deque(range(len(batches)))
+        pool = [self._spawn() for _ in range(min(self.workers, len(batches)))]
+
+        def finish(w: _Worker, outcome: Outcome, replace: bool) -> None:
+            if on_done:
+                on_done(w.call, outcome)
+            else:
+                outcomes[w.call] = outcome
+            w.call = None
+            if replace:
+                self._stop(w, kill=True)
+                pool[pool.index(w)] = self._spawn()
+                self.replaced += 1
+
+        try:
+            while pending or any(w.call is not None for w in pool):
+                for i, w in enumerate(pool):
+                    while w.call is None and pending:
+                        idx = pending[0]
+                        try:
+                            w.conn.send((idx, batches[idx]))
+                        except (OSError, ValueError):  # died while idle: replace it and try again
+                            self._stop(w, kill=True)
+                            w = pool[i] = self._spawn()
+                            self.replaced += 1
+                            continue
+                        pending.popleft()
+                        w.call, w.sent = idx, time.monotonic()
+                        w.deadline = w.sent + self.timeout if self.timeout else float("inf")
+                busy = [w for w in pool if w.call is not None]
+                now = time.monotonic()
+                wait_s = max(0.0, min(w.deadline for w in busy) - now) if busy else 0.0
+                ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+                                 timeout=None if wait_s == float("inf") else wait_s))
+                now = time.monotonic()
+                for w in busy:
+                    if w.conn in ready or w.proc.sentinel in ready:
+                        self._collect(w, finish)
+                    elif now >= w.deadline:
+                        finish(w, Outcome("timeout", error=f"the call ran past the {self.timeout:g} s timeout; "
+                                          "the worker was killed and replaced", latency_s=now - w.sent), True)
+        finally:
+            for w in pool:
+                self._stop(w, kill=w.call is not None)
+        return [] if on_done else outcomes  # type: ignore[return-value]
+
+    def _collect(self, w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> None:
+        """Read a finished call's reply, or record the crash of a worker that died without one."""
+        try:
+            if w.conn.poll():
+                call_id, kind, value, error, names, latency = w.conn.recv()
+                finish(w, Outcome(kind, value, error, tuple(names), latency), False)
+                return
+        except (EOFError, OSError):
+            pass
+        except Exception as exc:  # a reply that cannot be unpickled here
+            finish(w, Outcome("unserializable", error=f"the result could not be read back ({exc})",
+                              latency_s=time.monotonic() - w.sent), True)
+            return
+        w.proc.join(timeout=1.0)
+        finish(w, Outcome("crash", error=exit_description(w.proc.exitcode) + crash_frames(w.crash_log),
+                          latency_s=time.monotonic() - w.sent), True)
+
+
+# ------------------------------------------------------------------------------------------ threads
+
+class ThreadExecutor:
+    """Concurrent calls for remote rewards (a deployed Lambda): `workers` calls in flight at most.
+
+    A call past its timeout is recorded as a timeout and abandoned (its thread ends when the client's own
+    read timeout fires); it no longer counts against the concurrency limit.
+    """
+
+    def __init__(self, handler: Callable[[Any, Any], Any], workers: int, timeout: float | None,
+                 context: Any = None) -> None:
+        self.handler, self.workers, self.timeout, self.context = handler, max(1, workers), timeout, context
+        self.timeout_enforced = bool(timeout)
+        self.abandoned = 0
+
+    def _call(self, idx: int, batch: list[dict], done: queue.Queue) -> None:
+        start = time.perf_counter()
+        try:
+            value = self.handler(batch, self.context)
+            done.put((idx, Outcome("returned", value, latency_s=time.perf_counter() - start)))
+        except BaseException as exc:  # reported through the outcome, never lost in a thread
+            text, names = describe_exception(exc)
+            done.put((idx, Outcome("raised", error=text, error_types=names, latency_s=time.perf_counter() - start)))
+
+    def map(self, batches: Sequence[list[dict]], on_done: OnDone | None = None) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batches)
+        pending = deque(range(len(batches)))
+        inflight: dict[int, float] = {}
+        done: queue.Queue = queue.Queue()
+
+        def record(idx: int, outcome: Outcome) -> None:
+            del inflight[idx]
+            if on_done:
+                on_done(idx, outcome)
+            else:
+                outcomes[idx] = outcome
+
+        while pending or inflight:
+            while pending and len(inflight) < self.workers:
+                idx = pending.popleft()
+                inflight[idx] = time.monotonic()
+                threading.Thread(target=self._call, args=(idx, batches[idx], done), daemon=True,
+                                 name="nbkit-reward-call").start()
+            wait_s = None
+            if self.timeout:
+                wait_s = max(0.0, min(inflight.values()) + self.timeout - time.monotonic())
+            try:
+                idx, outcome = done.get(timeout=wait_s)
+                if idx in inflight:  # a late answer from an abandoned call is dropped
+                    record(idx, outcome)
+            except queue.Empty:
+                pass
+            if self.timeout:
+                now = time.monotonic()
+                for idx, started in list(inflight.items()):
+                    if now - started >= self.timeout:
+                        self.abandoned += 1
+                        record(idx, Outcome("timeout", error=f"no answer within the {self.timeout:g} s timeout",
+                                            latency_s=now - started))
+        return [] if on_done else outcomes  # type: ignore[return-value]
