@@ -1,0 +1,105 @@
+"""What notebook 05 calls: one monitoring pass from its parameters, shown and saved; the follow loop.
+
+Kept out of the notebook so tests reach it: the notebook is a parameters cell and three calls.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from nbkit import paths
+from nbkit.monitor.live import LiveView, follow, job_running
+from nbkit.monitor.sources import parse_source
+from nbkit.monitor.summary import MonitorResult, monitor, write
+
+
+def monitor_kwargs(p: Any) -> dict[str, Any]:
+    """The `monitor()` arguments a notebook's parameters ask for."""
+    overrides = dict(p.thresholds)
+    overrides.setdefault("hacking_metric", p.independent_metric)
+    return {
+        "thresholds": overrides, "target": p.target, "budget_steps": p.budget_steps,
+        "budget_time_s": p.budget_time_s, "budget_cost": p.budget_cost, "cost_per_hour": p.cost_per_hour,
+        "region": p.region or None,
+    }
+
+
+def source_of(p: Any) -> Any:
+    """The `source` parameter, or the run folder (whose training/job.json says where the metrics are).
+
+    A relative file path is taken from the project root, like run_dir: kernels start in different folders.
+    """
+    if not p.source:
+        return paths.run_dir(p.run_dir)
+    parsed = parse_source(p.source)
+    if isinstance(parsed, Path) and not parsed.is_absolute():
+        return paths.ROOT / parsed
+    return parsed
+
+
+def figure_png(result: MonitorResult, smooth_span: int = 0) -> bytes:
+    """The dashboard as PNG bytes: shows the same in JupyterLab, papermill output and static HTML."""
+    from nbkit.monitor.plots import dashboard
+
+    rec = result.recommendation
+    fig = dashboard(result.frame, result.health.findings, rec.best_step, smooth_span=smooth_span or None,
+                    max_new_tokens=result.health.thresholds.max_new_tokens)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def save_and_show(p: Any, result: MonitorResult, view: LiveView | None) -> None:
+    """Write metrics.parquet, health.json and curves.png; show recommendation, findings, plots and checks."""
+    out = paths.stage_dir(p.run_dir, "monitor")
+    write(result, out)
+    png = figure_png(result, p.smooth_span)
+    (out / "curves.png").write_bytes(png)
+    if view is None:
+        return
+    from IPython.display import Image, Markdown
+
+    rec = result.recommendation
+    worst = result.health.findings[0].severity if result.health.findings else "none"
+    view.update("recommendation", Markdown(
+        f"### {rec.action.upper()}: {rec.reason}\n\n"
+        + "".join(f"- also: {r}\n" for r in rec.reasons[1:])
+        + (f"\nBest: {rec.best_text()}" + (f" at `{rec.checkpoint}`" if rec.checkpoint else "") + "\n"
+           if rec.best_step is not None else "")
+        + f"\n{len(result.health.findings)} finding(s), most severe: {worst}. Source: `{result.source}`, "
+        f"{len(result.frame)} logged steps."
+    ))
+    view.update("findings", result.findings_table() if result.health.findings else Markdown("No findings."))
+    view.update("figure", Image(png))
+    view.update("checks", result.checks_table())
+
+
+def run_once(p: Any, view: LiveView | None = None) -> MonitorResult:
+    """Read, check, recommend, save and show, once."""
+    result = monitor(source_of(p), **monitor_kwargs(p))
+    save_and_show(p, result, view)
+    return result
+
+
+def follow_job(p: Any, view: LiveView, first: MonitorResult) -> MonitorResult:
+    """Refresh in place every `refresh_s` seconds while the job runs (at most `follow_timeout_s`)."""
+    if not job_running(first.context):
+        print(f"job {first.context.job_id or first.source} is not running: nothing to follow")
+        return first
+    result = follow(
+        lambda: monitor(source_of(p), **monitor_kwargs(p)),
+        lambda r: save_and_show(p, r, view),
+        lambda: job_running(first.context),
+        interval_s=p.refresh_s, timeout_s=p.follow_timeout_s,
+    )
+    return result or first
+
+
+def headline(result: MonitorResult) -> str:
+    """The run index's one line: the recommendation, the best checkpoint and what the checks found."""
+    findings = result.health.findings
+    found = ", ".join(f"{f.name} ({f.severity})" for f in findings) if findings else "no health findings"
+    steps = f"{len(result.frame)} steps" if len(result.frame) else "no steps logged yet"
+    return f"{result.recommendation.headline()} {steps}; {found}."
