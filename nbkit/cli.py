@@ -45,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell-timeout", type=float, default=None, help="seconds a single cell may run (default: no limit)")
     run.set_defaults(func=_run)
     for stage in STAGES:
-        try:  # DEV-ONLY tolerance while stages land; made strict before release
-            importlib.import_module(f"nbkit.{stage}.cli").register(sub)
-        except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("nbkit."):
-                raise
-            print(f"warning: nbkit.{stage}.cli not available yet", file=sys.stderr)
+        importlib.import_module(f"nbkit.{stage}.cli").register(sub)
     return parser
 
 
