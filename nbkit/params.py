@@ -8,7 +8,7 @@ values are coerced, unknown names are rejected with the list of valid ones.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,7 +22,7 @@ class NotebookParams(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     notebook: ClassVar[str] = ""
 
-    run_dir: str = Field("", description="run folder (runs/<name>); '' = runs/interactive")
+    run_dir: str = Field("", description="run folder (runs/<name>); empty means runs/interactive")
     seed: int = Field(0, description="seed for every random choice, so runs repeat exactly")
 
     @model_validator(mode="before")
@@ -49,31 +49,170 @@ def _plain(value: Any) -> Any:
 
 
 class ExploreDataParams(NotebookParams):
+    """Notebook 01: where the data comes from, how it is split and checked, and the budget lengths are checked
+    against. `task` is a bundled sample task or a file; the clean splits land in <run>/data/."""
+
     notebook: ClassVar[str] = "01_explore_data"
+
+    task: str = Field("math", description="bundled task (math, tools, chem) or a .jsonl/.csv/.parquet path or s3:// URI")
+    eval_data: str = Field("", description="separate eval JSONL; '' = the bundled eval split or a split of task")
+    n_train: int = Field(400, ge=1, description="training records of a bundled task")
+    n_eval: int = Field(200, ge=0, description="eval records of a bundled task")
+    eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of a task file held out for eval")
+    stratify_by: str = Field("", description="field to stratify the split by, e.g. difficulty_level; '' = none")
+    profile: Literal["sagemaker", "bedrock"] = Field("sagemaker", description="validation profile (bedrock is stricter)")
+    tokenizer: str = Field("", description="local HF tokenizer folder for token counts; '' = regex approximation")
+    max_prompt_tokens: int = Field(2048, ge=0, description="prompt length budget to check against; 0 = no check")
+    max_new_tokens: int = Field(8192, ge=0, description="generation budget reference answers must fit; 0 = no check")
+    max_line_bytes: int = Field(1_000_000, ge=1, description="longer JSONL lines are rejected as line_too_long")
+    question_column: str = Field("question", description="question column when task is a .csv/.parquet table")
+    answer_column: str = Field("answer", description="answer column when task is a .csv/.parquet table")
 
 
 class PrototypeRewardParams(NotebookParams):
+    """Notebook 02: run one reward on reference-derived good and bad answers to the run's data, check the
+    contract, latency and hackability, and package it for Lambda into <run>/reward/."""
+
     notebook: ClassVar[str] = "02_prototype_reward"
+
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
+    split: Literal["train", "eval"] = Field("train", description="data split of the run to prototype on")
+    num_samples: int = Field(50, ge=1, description="records to probe (the first N of the split)")
+    variant: Literal["sagemaker", "bedrock"] = Field("sagemaker", description="event shape sent to the reward")
+    batch_size: int = Field(16, ge=1, description="samples per handler call")
+    workers: int = Field(1, ge=0, description="isolated worker processes; 0 runs in this process (no crash isolation)")
+    timeout_s: float = Field(30.0, gt=0, description="seconds one handler call may take")
+    threshold: float = Field(0.5, description="scores at or above this count as high (probe verdicts)")
+    package: bool = Field(True, description="write <run>/reward/lambda.zip for deployment")
 
 
 class EvaluateBaselineParams(NotebookParams):
+    """Notebook 03: k samples per eval prompt from the base model, scored by the reward; the RFT/SFT verdict."""
+
     notebook: ClassVar[str] = "03_evaluate_baseline"
+
+    model: str = Field("tiny", description="base model: tiny, a local HF folder, bedrock:<model id or ARN>, replay:<path>")
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
+    tiny_recipe: str = Field("default", description="recipe of the tiny default model: default (demo) or smoke (CI)")
+    num_prompts: int = Field(64, ge=0, description="eval prompts to score (the first N of the eval split); 0 means all")
+    k: int = Field(8, ge=1, description="samples per prompt (the pass-rate profile needs at least 2)")
+    max_new_tokens: int = Field(16, ge=1, description="longest completion in tokens")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature; 0 means greedy (then one sample per prompt suffices)")
+    pass_threshold: float = Field(0.8, description="a sample passes when its reward is at least this (pass-rate profile)")
+    high: float = Field(0.8, description="rewards at or above this are the high bucket")
+    low: float = Field(0.2, description="rewards below this are the low bucket")
+    n_boot: int = Field(2000, ge=1, description="bootstrap resamples for the confidence interval")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="1 - confidence level of the interval")
+    batch_size: int = Field(64, ge=1, description="sequences per generation batch (local models)")
+    device: str = Field("auto", description="auto, cpu or cuda[:N] (local models)")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves the torch setting")
+    reward_workers: int = Field(0, ge=0, description="reward worker processes; 0 scores in this process")
 
 
 class LaunchTrainingParams(NotebookParams):
+    """Notebook 04: the job spec (nbkit.train.spec.JobSpec) as flat parameters.
+
+    Hyperparameters left at None take the preset's value ("auto": the local CPU preset for the local
+    backend, AWS's documented guidance otherwise); `aws` and `local` hold AwsSettings / LocalSettings
+    fields, so an AWS params file sets everything a managed backend needs here.
+    """
+
     notebook: ClassVar[str] = "04_launch_training"
+
+    backend: str = Field("local", description="local, sagemaker, hyperpod or bedrock")
+    preset: str = Field("auto", description="auto, local-cpu or nova: values for hyperparameters left at None")
+    name: str = Field("", description="job name; '' = rft-<run folder name>")
+    model: str = Field("tiny", description="base model: tiny, a local HF folder, or the Nova model id")
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
+    train_data: str = Field("", description="training JSONL; '' = <run>/data/train.jsonl")
+    eval_data: str = Field("", description="evaluation JSONL; '' = <run>/data/eval.jsonl")
+    output: str = Field("", description="output location; '' = <run>/training or the aws settings")
+    dry_run: bool = Field(True, description="plan only; set false to train (local runs are free)")
+    wait: bool = Field(True, description="wait for the job to finish (local backend)")
+    timeout_s: float = Field(1800.0, description="longest wait in seconds; the job keeps running after it")
+    prices: str = Field("", description="JSON prices file overriding nbkit/train/prices.json; '' = bundled")
+    save_to: str = Field("", description="params file the editor's Save writes into; '' = params/interactive.yaml")
+    epochs: int | None = Field(None, description="passes over the training prompts (when max_steps is 0)")
+    learning_rate: float | None = Field(None, description="learning rate")
+    number_generation: int | None = Field(None, description="completions per prompt (GRPO group size)")
+    max_new_tokens: int | None = Field(None, description="longest completion in tokens")
+    global_batch_size: int | None = Field(None, description="rollouts per step (prompts x number_generation)")
+    lora_rank: int | None = Field(None, description="LoRA rank; 0 = full-rank training")
+    lora_alpha: int | None = Field(None, description="LoRA alpha")
+    loraplus_lr_ratio: float | None = Field(None, description="LoRA+ lr ratio (1.0 = plain LoRA)")
+    temperature: float | None = Field(None, description="rollout sampling temperature")
+    top_k: int | None = Field(None, description="rollout top-k; 0 = off")
+    max_length: int | None = Field(None, description="prompt + completion tokens")
+    kl_coef: float | None = Field(None, description="KL penalty (beta); 0 = off")
+    entropy_coef: float | None = Field(None, description="entropy bonus")
+    weight_decay: float | None = Field(None, description="AdamW weight decay")
+    save_steps: int | None = Field(None, description="checkpoint every N steps; 0 = at the end")
+    max_steps: int | None = Field(None, description="optimizer steps; 0 = from epochs and data size")
+    reasoning_effort: str | None = Field(None, description="Nova reasoning effort: low, medium, high; None = off")
+    aws: dict = Field({}, description="AwsSettings fields (region, role_arn, s3_bucket, ...)")
+    local: dict = Field({}, description="LocalSettings fields (threads, eval_every, ...)")
+
+    @model_validator(mode="after")
+    def _spec_is_valid(self) -> LaunchTrainingParams:
+        """Fail before the pipeline starts: build the job spec and check its ranges on its surface."""
+        from nbkit.train.spec import from_params
+
+        values = self.model_dump()
+        values["train_data"] = values["train_data"] or "<run>/data/train.jsonl"  # filled in at launch
+        values["name"] = values["name"] or "rft-job"
+        spec = from_params(values)
+        errors = [i for i in spec.check() if i.severity == "error"]
+        if errors:
+            raise ValueError("job spec errors:\n" + "\n".join(f"  - {e}" for e in errors))
+        return self
 
 
 class MonitorTrainingParams(NotebookParams):
     notebook: ClassVar[str] = "05_monitor_training"
 
+    source: str = Field(
+        "", description="metrics source; '' = the run's training/job.json; or a run folder, job.json, MLflow .db, "
+        "mlflow:<run_id>@<uri>, step_wise_training_metrics.csv / output.tar.gz, cloudwatch:<smtj|smhp>:<group>[:<prefix>]"
+    )
+    region: str = Field("", description="AWS region of CloudWatch logs; '' = from job.json or the AWS config")
+    follow: bool = Field(False, description="refresh in place while the job runs (interactive; keep false in papermill)")
+    refresh_s: float = Field(30.0, gt=0, description="seconds between refreshes when following")
+    follow_timeout_s: float = Field(3600.0, gt=0, description="stop following after this many seconds")
+    target: float | None = Field(None, description="stop once the validation (else training) reward reaches this")
+    budget_steps: int | None = Field(None, ge=1, description="stop at this many steps")
+    budget_time_s: float | None = Field(None, gt=0, description="stop after this many seconds of training")
+    budget_cost: float | None = Field(None, gt=0, description="stop at this spend in dollars")
+    cost_per_hour: float | None = Field(None, gt=0, description="dollars per hour of the job; None = job.json estimate")
+    independent_metric: str = Field("val_reward", description="metric that must not fall while reward rises")
+    thresholds: dict[str, Any] = Field(default_factory=dict, description="health-rule threshold overrides")
+    smooth_span: int = Field(0, ge=0, description="EMA span of smoothed curves in steps; 0 = automatic")
+
 
 class EvaluateTunedParams(NotebookParams):
+    """Notebook 06: the tuned model on the baseline's eval prompts with the baseline's sampling settings."""
+
     notebook: ClassVar[str] = "06_evaluate_tuned"
+
+    tuned_model: str = Field("", description="empty: the checkpoint in the training job's manifest; or a local HF "
+                             "folder, bedrock:<custom model ARN>, replay:<details parquet or JSONL>")
+    reward: str = Field("", description="reward spec; empty: the one the baseline used (must match it)")
+    pass_threshold: float = Field(0.0, ge=0, description="reward counted as a pass; 0 means the baseline's threshold")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the confidence intervals")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - confidence level (0.05 for 95% intervals)")
+    allow_unmatched: bool = Field(False, description="compare common prompts if base and tuned cover different ones")
+    show_regressions: int = Field(10, ge=0, description="regressions listed in the report")
+    threads: int = Field(0, ge=0, description="torch CPU threads for a local model; 0 means torch's default")
 
 
 class ReviewOutputsParams(NotebookParams):
+    """Notebook 07: browse, compare and annotate samples; static tables for the report."""
+
     notebook: ClassVar[str] = "07_review_outputs"
+
+    pass_threshold: float = Field(0.0, ge=0, description="reward counted as a pass (high bucket); 0 means the run's (06, else 03)")
+    low_reward: float = Field(0.2, description="rewards below this are the low bucket; components below it failed")
+    table_rows: int = Field(10, ge=1, description="rows in each report table")
+    show_browser: bool = Field(True, description="show the interactive browser (blank in static HTML reports)")
 
 
 NOTEBOOKS: dict[str, type[NotebookParams]] = {
