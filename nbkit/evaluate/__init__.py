@@ -6,27 +6,15 @@ with the RFT/SFT recommendation, and compare base against tuned with paired stat
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nbkit._lazy import lazy_exports
 
 _EXPORTS = {
-    "sample_and_score": "nbkit.evaluate.sampling",
-    "write_samples": "nbkit.evaluate.sampling",
-    "prompt_ids": "nbkit.evaluate.sampling",
-    "summarize": "nbkit.evaluate.baseline",
-    "recommend": "nbkit.evaluate.baseline",
-    "run_baseline": "nbkit.evaluate.baseline",
+    "sample_and_score": "sampling",
+    "write_samples": "sampling",
+    "prompt_ids": "sampling",
+    "summarize": "baseline",
+    "recommend": "baseline",
+    "run_baseline": "baseline",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nbkit.evaluate' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

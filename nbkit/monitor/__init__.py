@@ -6,8 +6,7 @@ boto3 as each needs) on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nbkit._lazy import lazy_exports
 
 _EXPORTS = {
     "COLUMNS": "frame",
@@ -37,9 +36,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'nbkit.monitor' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nbkit.monitor.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,34 +7,22 @@ module, which also runs inside Lambda, must not pull the rest of nbkit).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nbkit._lazy import lazy_exports
 
 _EXPORTS = {
-    "Reward": "nbkit.rewards.loader",
-    "load_reward": "nbkit.rewards.loader",
-    "make_sample": "nbkit.rewards.contract",
-    "STATUSES": "nbkit.rewards.contract",
-    "run_harness": "nbkit.rewards.harness",
-    "HarnessReport": "nbkit.rewards.harness",
-    "SampleResult": "nbkit.rewards.harness",
-    "run_probes": "nbkit.rewards.probes",
-    "ProbeReport": "nbkit.rewards.probes",
-    "package_reward": "nbkit.rewards.lambda_deploy",
-    "deploy_reward": "nbkit.rewards.lambda_deploy",
-    "remote_reward": "nbkit.rewards.lambda_deploy",
-    "prototype_reward": "nbkit.rewards.prototype",
+    "Reward": "loader",
+    "load_reward": "loader",
+    "make_sample": "contract",
+    "STATUSES": "contract",
+    "run_harness": "harness",
+    "HarnessReport": "harness",
+    "SampleResult": "harness",
+    "run_probes": "probes",
+    "ProbeReport": "probes",
+    "package_reward": "lambda_deploy",
+    "deploy_reward": "lambda_deploy",
+    "remote_reward": "lambda_deploy",
+    "prototype_reward": "prototype",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nbkit.rewards' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

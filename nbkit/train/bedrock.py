@@ -20,7 +20,7 @@ from pydantic import Field
 
 from nbkit.errors import UserError
 from nbkit.train import aws, sagemaker
-from nbkit.train.job import DryRunHandle, JobHandle, Plan
+from nbkit.train.job import JobHandle, Plan
 from nbkit.train.spec import JobSpec
 
 CUSTOMIZATION_TYPE = "REINFORCEMENT_FINE_TUNING"
@@ -189,13 +189,9 @@ def submit(plan: BedrockPlan, run_dir: str | os.PathLike, session: Any = None) -
     """Upload, deploy the reward if planned, create the customization job once (idempotency token)."""
     from botocore.exceptions import ClientError
 
-    if plan.spec.dry_run:
-        print(plan.describe())
-        return DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
-    sess = session or aws.session(plan.region)
-    aws.require_credentials(sess)
-    sagemaker.upload_all(plan, sess)
-    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    sess, dry = sagemaker.prepare_submission(plan, run_dir, session)
+    if dry:
+        return dry
     client = sess.client("bedrock", region_name=plan.region, config=sagemaker.no_retry_config())
     name = plan.request["jobName"]
     with aws.aws_errors(f"creating Bedrock customization job {name}", "bedrock:CreateModelCustomizationJob "

@@ -25,7 +25,7 @@ from pydantic import Field
 from nbkit.errors import UserError
 from nbkit.train import aws, sagemaker
 from nbkit.train import recipes as rec
-from nbkit.train.job import DryRunHandle, JobHandle, Plan
+from nbkit.train.job import JobHandle, Plan
 from nbkit.train.spec import JobSpec, surface_default
 
 INSTANCE_TYPES = ("ml.p5.48xlarge",)
@@ -213,13 +213,9 @@ def submit(plan: HyperPodPlan, run_dir: str | os.PathLike, session: Any = None) 
 
     A job already running under the planned name (the same plan submitted before) is attached to.
     """
-    if plan.spec.dry_run:
-        print(plan.describe())
-        return DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
-    sess = session or aws.session(plan.region)
-    aws.require_credentials(sess)
-    sagemaker.upload_all(plan, sess)
-    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    sess, dry = sagemaker.prepare_submission(plan, run_dir, session)
+    if dry:
+        return dry
     run_cli(plan.request["connect"], f"connecting to HyperPod cluster {plan.cluster_name}")
     started = time.time()
     existing = [j["Name"] for j in list_jobs(plan.namespace) if str(j.get("Name", "")).startswith(plan.job_name)]

@@ -332,19 +332,29 @@ def upload_all(plan: Any, sess: Any) -> None:
         print(f"{state:>8}: {upload.uri}")
 
 
+def prepare_submission(plan: Any, run_dir: str | os.PathLike, session: Any = None) -> tuple[Any, JobHandle | None]:
+    """What every AWS submission does before creating its job, in this order: credentials, content-addressed
+    uploads, the reward Lambda (deployed and probed if planned). A dry run prints the plan, sends nothing and
+    returns its handle instead of a session."""
+    if plan.spec.dry_run:
+        print(plan.describe())
+        return None, DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
+    sess = session or aws.session(plan.region)
+    aws.require_credentials(sess)
+    upload_all(plan, sess)
+    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    return sess, None
+
+
 def submit(plan: SageMakerPlan, run_dir: str | os.PathLike, session: Any = None) -> JobHandle:
     """Send the plan: upload (content-addressed), deploy the reward if planned, create the training job.
 
     Dry run (the default) prints the plan and sends nothing. A job of the same name (the same plan submitted
     before) is attached to, not duplicated; creation is never retried automatically.
     """
-    if plan.spec.dry_run:
-        print(plan.describe())
-        return DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
-    sess = session or aws.session(plan.region)
-    aws.require_credentials(sess)
-    upload_all(plan, sess)
-    aws.submit_reward(plan.reward, plan.spec, plan.region, sess)
+    sess, dry = prepare_submission(plan, run_dir, session)
+    if dry:
+        return dry
     create_training_job(sess, plan.region, plan.request)
     return SageMakerJobHandle(plan.job_name, run_dir, plan.region, plan.output_s3_path, kind=plan.kind,
                               session=sess)
