@@ -4,7 +4,7 @@ Builds the tiny model from scratch (a fresh cache folder), evaluates it on the e
 03 does, and compares batched against one-at-a-time sampling in the same process. Prints figures; the last
 line is JSON.
 
-    .venv/bin/python bench/policy_tiny.py --recipe default --n-train 400 --threads 2
+    .venv/bin/python bench/policy_tiny.py --recipe default --n-train 1200 --threads 2
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="default", help="tiny-model recipe (default, smoke)")
-    parser.add_argument("--n-train", type=int, default=400, help="training records of the sample math task")
+    parser.add_argument("--n-train", type=int, default=1200, help="training records of the sample math task (the demo uses 1200)")
     parser.add_argument("--n-eval", type=int, default=200, help="eval records")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--k", type=int, default=8, help="samples per eval prompt")
