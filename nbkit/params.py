@@ -56,7 +56,7 @@ class ExploreDataParams(NotebookParams):
 
     task: str = Field("math", description="bundled task (math, tools, chem) or a .jsonl/.csv/.parquet path or s3:// URI")
     eval_data: str = Field("", description="separate eval JSONL; '' = the bundled eval split or a split of task")
-    n_train: int = Field(400, ge=1, description="training records of a bundled task")
+    n_train: int = Field(1200, ge=1, description="training records of a bundled task")
     n_eval: int = Field(200, ge=0, description="eval records of a bundled task")
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of a task file held out for eval")
     stratify_by: str = Field("", description="field to stratify the split by, e.g. difficulty_level; '' = none")

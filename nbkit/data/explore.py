@@ -98,7 +98,7 @@ def prepare_data(
     *,
     run_dir: str = "",
     eval_data: str = "",
-    n_train: int = 400,
+    n_train: int = 1200,
     n_eval: int = 200,
     eval_fraction: float = 0.2,
     stratify_by: str = "",
