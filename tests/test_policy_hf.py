@@ -129,3 +129,11 @@ def test_peft_adapter_folder_loads_on_its_base(folder, gen, prompts, tmp_path):
     # a fresh LoRA adapter is the identity (B = 0): greedy answers equal the base model's
     greedy = {"n": 1, "max_new_tokens": 6, "temperature": 0.0, "seed": 0}
     assert tuned.generate(prompts[:4], **greedy) == gen.generate(prompts[:4], **greedy)
+
+
+def test_in_memory_model_generates_exactly_as_the_loaded_folder(gen, prompts):
+    """Training's validation wraps the policy in memory: it must see what evaluation (03/06) sees."""
+    wrapped = HFGenerator.from_model(gen.model, gen.tokenizer, batch_size=5)
+    greedy = dict(n=1, max_new_tokens=6, temperature=0.0, seed=0)
+    assert [r[0].text for r in wrapped.generate(prompts, **greedy)] == [r[0].text for r in gen.generate(prompts, **greedy)]
+    assert wrapped.stop_ids == gen.stop_ids

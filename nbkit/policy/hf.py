@@ -48,9 +48,23 @@ class HFGenerator(Generator):
             import torch
 
             torch.set_num_threads(threads)
-        self.tokenizer, self.model = load_model(self.path, device, dtype)
-        self.device = self.model.device
-        self.stop_ids = stop_token_ids(self.model, self.tokenizer)
+        self._attach(*load_model(self.path, device, dtype))
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, *, name: str = "in-memory", batch_size: int = 64,
+                   progress: bool = False) -> HFGenerator:
+        """Wrap a model already in memory (the policy being trained), so validation during training generates
+        exactly as evaluation does."""
+        self = cls.__new__(cls)
+        self.path, self.name, self.batch_size = Path(name), name, batch_size
+        self.top_k, self.top_p, self.progress = 0, 1.0, progress
+        self._attach(tokenizer, model)
+        return self
+
+    def _attach(self, tokenizer: Any, model: Any) -> None:
+        self.tokenizer, self.model = tokenizer, model
+        self.device = model.device
+        self.stop_ids = stop_token_ids(model, tokenizer)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

@@ -196,27 +196,28 @@ class Validator:
     """Greedy generation on the eval split's first prompts, scored with the training reward (val_reward)."""
 
     def __init__(self, records: list[dict[str, Any]], tokenizer: Any, reward: Any, variant: str,
-                 max_new_tokens: int, chat: bool, batch_size: int = 64) -> None:
+                 max_new_tokens: int, batch_size: int = 64) -> None:
         self.records = records
         self.tokenizer = tokenizer
         self.reward = reward
         self.variant = variant
         self.max_new_tokens = max_new_tokens
-        self.chat = chat
         self.batch_size = batch_size
 
     def generate(self, model: Any) -> list[str]:
-        texts = []
+        """Greedy completions through the evaluation generator, so val_reward measures what 06 measures."""
+        from nbkit.policy.hf import HFGenerator
+
         was_training = model.training
         model.eval()
         try:
-            for start in range(0, len(self.records), self.batch_size):
-                texts += generate_greedy(model, self.tokenizer, self.records[start:start + self.batch_size],
-                                         self.max_new_tokens, self.chat)
+            generator = HFGenerator.from_model(model, self.tokenizer, batch_size=self.batch_size)
+            prompts = [prompt_messages(r) for r in self.records]
+            out = generator.generate(prompts, n=1, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0)
         finally:
             if was_training:
                 model.train()
-        return texts
+        return [samples[0].text for samples in out]
 
     def run(self, model: Any, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         from nbkit.data.records import prompt_text
@@ -247,17 +248,6 @@ def render_prompts(tokenizer: Any, records: list[dict[str, Any]], chat: bool) ->
         return [tokenizer.apply_chat_template(prompt_messages(r), add_generation_prompt=True, tokenize=False)
                 for r in records]
     return [full_prompt_text(r) for r in records]
-
-
-def generate_greedy(model: Any, tokenizer: Any, records: list[dict[str, Any]], max_new_tokens: int,
-                    chat: bool) -> list[str]:
-    """Greedy completions, decoded like TRL decodes rollouts (special tokens skipped)."""
-    prompts = render_prompts(tokenizer, records, chat)
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**encoded, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-    return tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 # ------------------------------------------------------------------------------------------- the trainer
@@ -537,7 +527,7 @@ class Worker:
         validation = self.request["validation"]
         if evals and self.eval_every and validation["prompts"]:
             self.validator = Validator(evals[: int(validation["prompts"])], tokenizer, reward,
-                                       self.request["event_variant"], int(validation["max_new_tokens"]), chat)
+                                       self.request["event_variant"], int(validation["max_new_tokens"]))
         self._start_mlflow(model_path, resume_from)
         trainer = self._make_trainer(model, tokenizer, dataset, max_steps)
         self.set_status("running", phase="training", max_steps=max_steps, model_path=str(model_path))
