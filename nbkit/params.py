@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from nbkit.errors import UserError
+from nbkit.validation import StrictModel, lines_error, user_error
 
 
-class NotebookParams(BaseModel):
+class NotebookParams(StrictModel):
     """Fields every notebook has; subclasses add their own, each with a default that is small and safe."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     notebook: ClassVar[str] = ""
 
     run_dir: str = Field("", description="run folder (runs/<name>); empty means runs/interactive")
@@ -129,7 +129,8 @@ class LaunchTrainingParams(NotebookParams):
     output: str = Field("", description="output location; '' = <run>/training or the aws settings")
     dry_run: bool = Field(True, description="plan only; set false to train (local runs are free)")
     wait: bool = Field(True, description="wait for the job to finish (local backend)")
-    timeout_s: float = Field(1800.0, description="longest wait in seconds; the job keeps running after it")
+    timeout_s: float = Field(0.0, ge=0, description="longest wait in seconds; 0 = no limit. The job keeps running after it")
+    restart: bool = Field(False, description="start training over instead of resuming this run's job (its files are kept)")
     prices: str = Field("", description="JSON prices file overriding nbkit/train/prices.json; '' = bundled")
     save_to: str = Field("", description="params file the editor's Save writes into; '' = params/interactive.yaml")
     epochs: int | None = Field(None, description="passes over the training prompts (when max_steps is 0)")
@@ -161,9 +162,9 @@ class LaunchTrainingParams(NotebookParams):
         values["train_data"] = values["train_data"] or "<run>/data/train.jsonl"  # filled in at launch
         values["name"] = values["name"] or "rft-job"
         spec = from_params(values)
-        errors = [i for i in spec.check() if i.severity == "error"]
+        errors = [str(i) for i in spec.check() if i.severity == "error"]
         if errors:
-            raise ValueError("job spec errors:\n" + "\n".join(f"  - {e}" for e in errors))
+            raise lines_error("job spec errors", errors)
         return self
 
 
@@ -178,6 +179,7 @@ class MonitorTrainingParams(NotebookParams):
     follow: bool = Field(False, description="refresh in place while the job runs (interactive; keep false in papermill)")
     refresh_s: float = Field(30.0, gt=0, description="seconds between refreshes when following")
     follow_timeout_s: float = Field(3600.0, gt=0, description="stop following after this many seconds")
+    allow_running: bool = Field(False, description="analyse a job that is still running (a snapshot); else wait for it")
     target: float | None = Field(None, description="stop once the validation (else training) reward reaches this")
     budget_steps: int | None = Field(None, ge=1, description="stop at this many steps")
     budget_time_s: float | None = Field(None, gt=0, description="stop after this many seconds of training")
@@ -186,6 +188,18 @@ class MonitorTrainingParams(NotebookParams):
     independent_metric: str = Field("val_reward", description="metric that must not fall while reward rises")
     thresholds: dict[str, Any] = Field(default_factory=dict, description="health-rule threshold overrides")
     smooth_span: int = Field(0, ge=0, description="EMA span of smoothed curves in steps; 0 = automatic")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Check the overrides against the health rules now, not after training, when notebook 05 runs."""
+        from nbkit.monitor.rules import Thresholds
+
+        try:
+            Thresholds(**value)
+        except ValidationError as exc:
+            raise user_error(exc, "invalid health-rule thresholds", Thresholds, "threshold") from None
+        return value
 
 
 class EvaluateTunedParams(NotebookParams):
@@ -244,15 +258,7 @@ def validate(notebook: str, values: dict[str, Any], source: str = "") -> Noteboo
     try:
         return cls(**values)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(parameters)"
-            if err["type"] == "extra_forbidden":
-                valid = ", ".join(sorted(cls.model_fields))
-                lines.append(f"  {field}: unknown parameter; valid names are: {valid}")
-            else:
-                lines.append(f"  {field} = {err.get('input')!r}: {err['msg']}")
-        raise UserError(f"invalid parameters for {cls.notebook}{where}:\n" + "\n".join(lines)) from None
+        raise user_error(exc, f"invalid parameters for {cls.notebook}{where}", cls, "parameter") from None
 
 
 def from_namespace(notebook: str, namespace: dict[str, Any]) -> NotebookParams:
@@ -271,12 +277,13 @@ def describe(notebook: str) -> list[tuple[str, str, Any, str]]:
     return rows
 
 
-def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
+def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read a params file into one merged dict per notebook that has a section (shared keys + section).
 
     A notebook runs when the file has its section (`{}` for all defaults). Shared keys go to every notebook
     that declares them; a shared key no notebook declares, or an unknown section, is an error so a typo
-    never passes silently.
+    never passes silently. `overrides` (`SECTION.NAME=VALUE`, `NAME=VALUE` for a shared key, dotted deeper
+    for nested maps; VALUE read as YAML) change the file's values without editing it.
     """
     path = Path(path)
     try:
@@ -287,6 +294,8 @@ def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"params file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise UserError(f"params file {path} must be a mapping of names to values, got {type(raw).__name__}")
+    for item in overrides or []:
+        apply_override(raw, item)
     sections = {k: v for k, v in raw.items() if str(k)[:2].isdigit()}
     shared = {k: v for k, v in raw.items() if k not in sections}
     for name, body in sections.items():
@@ -306,3 +315,24 @@ def load_file(path: str | Path) -> dict[str, dict[str, Any]]:
         for name, cls in NOTEBOOKS.items()
         if name in sections
     }
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set one `KEY.PATH=VALUE` in a params mapping (sections and nested maps are created as needed)."""
+    key, sep, text = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not sep or not parts:
+        raise UserError(f"override {item!r} is not KEY=VALUE; e.g. 04_launch_training.max_steps=50 or seed=1")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"override {item!r}: the value is not valid YAML ({exc})") from None
+    target = raw
+    for part in parts[:-1]:
+        child = target.get(part)
+        if child is None:
+            child = target[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"override {item!r}: {part!r} holds a {type(child).__name__}, not a mapping")
+        target = child
+    target[parts[-1]] = value

@@ -1,27 +1,41 @@
 """The notebook pipeline: papermill runs each notebook into the run folder, this module records the truth.
 
 Papermill marks every cell "completed" after a timeout or a dead kernel, so a notebook's status comes from
-the exception papermill raised (or did not), never from the executed notebook's metadata.
+the exception papermill raised (or did not), never from the executed notebook's metadata. A notebook that
+waited for work going on elsewhere (the training job) and ran out of time raises `WaitTimeout`, and its
+status is `timeout`, never `ok`: the pipeline stops there instead of analysing half a job.
+
+One pipeline at a time writes a run folder (a lock names the holder), every notebook's status.json says
+when it started and ended, and the index is rebuilt from those files each time, so it marks a notebook
+whose inputs were re-made after it ran as stale, and a run that was killed mid-notebook as interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
+import shlex
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
-from nbkit import params, paths
+from nbkit import locking, params, paths, progress
 from nbkit.errors import UserError
 
-STATUSES = ("ok", "failed", "timeout", "dead_kernel")
+STATUSES = ("pending", "running", "ok", "failed", "timeout", "dead_kernel", "interrupted")
+# Exceptions a notebook raises to say "a wait ran out" (the work it waited for goes on): status timeout.
+TIMEOUT_ERRORS = ("WaitTimeout",)
+LOCK_FILE = ".nbkit-run.lock"
+PROGRESS_FILE = "progress.json"
+EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
 @dataclass
@@ -67,10 +81,10 @@ def _select(names: list[str], only: list[str] | None, start: str | None) -> list
 
 
 def plan(params_file: str | Path, run: str | Path, only: list[str] | None = None,
-         start: str | None = None) -> list[NotebookRun]:
+         start: str | None = None, overrides: list[str] | None = None) -> list[NotebookRun]:
     """Validate every selected notebook's parameters before anything runs, so a typo in section 06 does not
     surface after ten minutes of training."""
-    merged = params.load_file(params_file)
+    merged = params.load_file(params_file, overrides)
     runs = []
     problems = []
     for name in _select(list(merged), only, start):
@@ -99,7 +113,8 @@ def _classify(exc: BaseException) -> tuple[str, str, int | None]:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return "failed", f"{exc.ename}: {exc.evalue}", exc.cell_index
+        status = "timeout" if exc.ename in TIMEOUT_ERRORS else "failed"
+        return status, f"{exc.ename}: {exc.evalue}", exc.cell_index
     if isinstance(exc, CellTimeoutError):
         return "timeout", f"a cell ran past its time limit: {exc}", None
     if isinstance(exc, DeadKernelError):
@@ -122,35 +137,158 @@ def _timed_out_cell(executed: Path) -> int | None:
     return None
 
 
-def execute(job: NotebookRun, run: Path, cell_timeout: float | None = None) -> NotebookRun:
-    """Run one notebook into `<run>/<notebook>/` and write its status.json, params.yaml and report.html."""
+# --------------------------------------------------------------------------------------------- engine
+
+
+def _register_engine() -> str:
+    """Papermill's nbclient engine with two changes: the kernel talks over IPC sockets, not TCP (no
+    "running over TCP without encryption" warning, and no open port), and each cell's start is reported
+    to the live status line."""
+    from jupyter_client import AsyncKernelManager
+    from papermill.engines import NBClientEngine, papermill_engines
+    from traitlets import CaselessStrEnum
+
+    class IpcKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    class NbkitEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, on_cell: Any = None,
+                                     **kwargs: Any) -> Any:
+            if on_cell is not None:
+                code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+                original = nb_man.cell_start
+
+                def cell_start(cell: Any, cell_index: int | None = None, **kw: Any) -> Any:
+                    if cell_index in code:
+                        on_cell(code.index(cell_index) + 1, len(code))
+                    return original(cell, cell_index, **kw)
+
+                nb_man.cell_start = cell_start
+            kwargs.setdefault("kernel_manager_class", IpcKernelManager)
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("nbkit", NbkitEngine)
+    return "nbkit"
+
+
+class LiveStatus:
+    """One status line for the running notebook: its cell and the progress its long steps report.
+
+    On a terminal the line is redrawn in place every second; in a log (CI) a line is printed when a new
+    step starts, and every 30 s while one runs, so a long cell is never silent.
+    """
+
+    def __init__(self, label: str, progress_file: Path, stream: TextIO | None = None,
+                 log_every_s: float = 30.0) -> None:
+        self.label, self.progress_file = label, progress_file
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.log_every_s = log_every_s
+        self.started = time.monotonic()
+        self.cells = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"status-{label}")
+        self._printed = ("", 0.0)
+        self._width = 0
+
+    def cell(self, number: int, total: int) -> None:
+        self.cells = f"cell {number}/{total}"
+
+    def line(self, steps: list[dict[str, Any]]) -> str:
+        parts = [self.label, self.cells, progress.duration(time.monotonic() - self.started)]
+        text = " · ".join(p for p in parts if p)
+        return text + (f" · {progress.describe(steps)}" if steps else "")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self._show()
+
+    def _show(self) -> None:
+        steps = progress.read(self.progress_file)
+        text = self.line(steps)
+        if self.tty:
+            self._width = max(self._width, len(text))
+            self.stream.write("\r" + text.ljust(self._width))
+            self.stream.flush()
+            return
+        key = f"{self.cells}|{steps[0]['what'] if steps else ''}"
+        last_key, last = self._printed
+        now = time.monotonic()
+        if (key != last_key and now - last >= 2.0) or now - last >= self.log_every_s:
+            print(f"  {text}", file=self.stream, flush=True)
+            self._printed = (key, now)
+
+    def __enter__(self) -> LiveStatus:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+# -------------------------------------------------------------------------------------------- execute
+
+
+def _now() -> tuple[str, float]:
+    return datetime.now(UTC).isoformat(timespec="seconds"), time.time()
+
+
+def execute(job: NotebookRun, run: Path, cell_timeout: float | None = None, live: bool = False) -> NotebookRun:
+    """Run one notebook into `<run>/<notebook>/` and write its status.json, params.yaml and report.html.
+
+    status.json says `running` (with this process's pid) while it runs, so an index written meanwhile, or
+    after this process was killed, tells a running notebook from an interrupted one.
+    """
     import papermill
 
     folder = run / job.notebook
     folder.mkdir(parents=True, exist_ok=True)
     executed = folder / f"{job.notebook}.ipynb"
     (folder / "params.yaml").write_text(yaml.safe_dump(job.values, sort_keys=False))
-    (folder / "status.json").unlink(missing_ok=True)
     (folder / "headline.json").unlink(missing_ok=True)
+    progress_file = folder / PROGRESS_FILE
+    progress_file.unlink(missing_ok=True)
+    started_iso, started_ts = _now()
+    base = {"notebook": job.notebook, "executed_notebook": str(executed), "started": started_iso,
+            "started_ts": started_ts}
+    _write_status(folder, base | {"status": "running", "pid": os.getpid(),
+                                  "pid_create_time": locking.start_time(os.getpid())})
+    status_line = LiveStatus(job.notebook, progress_file) if live else None
+    os.environ[progress.ENV] = str(progress_file)
     started = time.monotonic()
     try:
-        papermill.execute_notebook(
-            str(notebook_path(job.notebook)), str(executed), parameters=job.values,
-            kernel_name="python3", cwd=str(folder), progress_bar={"desc": job.notebook, "leave": False},
-            execution_timeout=cell_timeout,
-        )
+        with status_line or contextlib.nullcontext():
+            papermill.execute_notebook(
+                str(notebook_path(job.notebook)), str(executed), parameters=job.values,
+                kernel_name="python3", cwd=str(folder), progress_bar=False, engine_name=_register_engine(),
+                execution_timeout=cell_timeout, on_cell=status_line.cell if status_line else None,
+            )
         job.status = "ok"
     except Exception as exc:  # every failure is classified and recorded, never swallowed
         job.status, job.error, job.cell = _classify(exc)
         if job.cell is None and job.status != "failed":
             job.cell = _timed_out_cell(executed)
+    finally:
+        os.environ.pop(progress.ENV, None)
+        progress_file.unlink(missing_ok=True)
     job.duration_s = round(time.monotonic() - started, 2)
-    status = {"status": job.status, "notebook": job.notebook, "duration_s": job.duration_s,
-              "error": job.error, "cell": job.cell, "executed_notebook": str(executed)}
-    (folder / "status.json").write_text(json.dumps(status, indent=2))
+    ended_iso, ended_ts = _now()
+    _write_status(folder, base | {"status": job.status, "duration_s": job.duration_s, "error": job.error,
+                                  "cell": job.cell, "ended": ended_iso, "ended_ts": ended_ts})
     if executed.exists():
         write_report(executed, folder / "report.html")
     return job
+
+
+def _write_status(folder: Path, status: dict[str, Any]) -> None:
+    tmp = folder / ".status.json.tmp"
+    tmp.write_text(json.dumps(status, indent=2))
+    os.replace(tmp, folder / "status.json")
 
 
 def write_report(executed: Path, dest: Path) -> None:
@@ -163,18 +301,37 @@ def write_report(executed: Path, dest: Path) -> None:
     dest.write_text(body, encoding="utf-8")
 
 
+# ---------------------------------------------------------------------------------------------- index
+
+
 def read_statuses(run: Path) -> list[dict[str, Any]]:
-    """Every notebook folder's status and headline, in pipeline order (also those of earlier --from runs)."""
+    """Every notebook folder's latest status and headline, in pipeline order (also those of earlier runs).
+
+    Derived on every read, never stored: `running` whose process is gone reads `interrupted`, and a
+    notebook that started before an earlier notebook last ended is `stale` (its inputs were re-made).
+    """
     rows = []
     for status_file in sorted(run.glob("[0-9][0-9]_*/status.json")):
-        row = json.loads(status_file.read_text())
+        try:
+            row = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            row = {"notebook": status_file.parent.name, "status": "interrupted",
+                   "error": f"{status_file} is unreadable"}
         headline = status_file.with_name("headline.json")
         row |= json.loads(headline.read_text()) if headline.exists() else {"headline": None, "html": None}
+        if row.get("status") == "running" and not locking.alive(row.get("pid"), row.get("pid_create_time")):
+            row |= {"status": "interrupted", "error": "the pipeline process ended while this notebook ran"}
         rows.append(row)
+    newest_upstream = 0.0
+    for row in rows:
+        started = row.get("started_ts") or 0.0
+        row["stale"] = bool(started and started < newest_upstream)
+        newest_upstream = max(newest_upstream, row.get("ended_ts") or row.get("started_ts") or 0.0)
     return rows
 
 
-_COLORS = {"ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bf8700", "dead_kernel": "#8250df"}
+_COLORS = {"ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bf8700", "dead_kernel": "#8250df",
+           "running": "#0969da", "interrupted": "#cf222e"}
 
 
 def write_index(run: Path, params_file: str | Path) -> Path:
@@ -188,19 +345,23 @@ def write_index(run: Path, params_file: str | Path) -> Path:
             if (run / name / target).exists()
         )
         error = f'<div class="err">{html.escape(r["error"])}</div>' if r.get("error") else ""
+        stale = ('<div class="stale">stale: an earlier notebook ran again after this one; re-run from here to '
+                 "bring it up to date</div>") if r.get("stale") else ""
         headline = html.escape(r["headline"]) if r.get("headline") else ""
         detail = r.get("html") or ""
         color = _COLORS.get(r["status"], "#57606a")
+        duration = f"{r['duration_s']:.1f} s" if r.get("duration_s") is not None else ""
         rows.append(
             f'<tr><td><b>{html.escape(name)}</b><br>{links}</td>'
-            f'<td style="color:{color}"><b>{r["status"]}</b></td><td>{r["duration_s"]:.1f} s</td>'
-            f"<td>{headline}{error}{detail}</td></tr>"
+            f'<td style="color:{color}"><b>{r["status"]}</b></td><td>{duration}</td>'
+            f"<td>{stale}{headline}{error}{detail}</td></tr>"
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>RFT Workbench run {html.escape(run.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #d0d7de;padding:.6em;vertical-align:top;text-align:left}}
-.err{{color:#cf222e;font-family:monospace;white-space:pre-wrap}}td table td,td table th{{padding:.2em .5em;font-size:90%}}</style>
+.err{{color:#cf222e;font-family:monospace;white-space:pre-wrap}}.stale{{color:#9a6700}}
+td table td,td table th{{padding:.2em .5em;font-size:90%}}</style>
 </head><body><h1>RFT Workbench run <code>{html.escape(run.name)}</code></h1>
 <p>Params file <code>{html.escape(str(params_file))}</code> · written {stamp}</p>
 <table><tr><th>notebook</th><th>status</th><th>duration</th><th>result</th></tr>{''.join(rows)}</table></body></html>"""
@@ -209,31 +370,71 @@ td,th{{border-bottom:1px solid #d0d7de;padding:.6em;vertical-align:top;text-alig
     return index
 
 
+# ------------------------------------------------------------------------------------------- pipeline
+
+
+def resume_command(params_file: Path, run: Path, notebook: str, overrides: list[str], status: str) -> str:
+    """The command that continues this pipeline from `notebook` with the same settings.
+
+    After a wait that ran out, the wait cap given on the command line is dropped and the cap is lifted:
+    continuing means waiting for the job to end.
+    """
+    sets = list(overrides)
+    if status == "timeout" and notebook.startswith("04"):
+        sets = [o for o in sets if not o.startswith("04_launch_training.timeout_s=")]
+        sets.append("04_launch_training.timeout_s=0")
+    words = ["nbkit", "run", "--params", str(params_file), "--out", str(run), "--from", notebook[:2]]
+    for item in sets:
+        words += ["--set", item]
+    return shlex.join(words)
+
+
+def _stop_message(job: NotebookRun, run: Path, command: str) -> str:
+    where = f" in cell {job.cell}" if job.cell is not None else ""
+    head = f"\nPipeline stopped: {job.notebook} {job.status}{where}: {job.error}\n"
+    executed = f"Executed notebook: {run / job.notebook / (job.notebook + '.ipynb')}\n"
+    if job.status == "timeout":
+        return (head + executed + "Nothing was lost: work the notebook waited for (a training job) goes on by "
+                f"itself. Continue (re-attaches, never starts over) with:\n  {command}")
+    return head + executed + f"Fix it, then resume with:\n  {command}"
+
+
 def run_pipeline(params_file: str | Path, out: str | Path | None = None, only: list[str] | None = None,
-                 start: str | None = None, cell_timeout: float | None = None) -> list[NotebookRun]:
-    """Run the selected notebooks in order; stop at the first failure with a message that says where."""
+                 start: str | None = None, cell_timeout: float | None = None,
+                 overrides: list[str] | None = None, live: bool = True) -> list[NotebookRun]:
+    """Run the selected notebooks in order; stop at the first notebook that is not ok, saying where and how
+    to continue. One pipeline at a time per run folder."""
     params_file = Path(params_file)
+    overrides = list(overrides or [])
     run = Path(out) if out else paths.runs_root() / params_file.stem
     run = run if run.is_absolute() else Path.cwd() / run
-    jobs = plan(params_file, run, only, start)
+    jobs = plan(params_file, run, only, start, overrides)
     run.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    total = time.monotonic()
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.notebook} ...", flush=True)
-        execute(job, run, cell_timeout)
+    command = shlex.join(["nbkit", "run", "--params", str(params_file)] + sum((["--set", o] for o in overrides), []))
+    with locking.exclusive(run / LOCK_FILE, f"run folder {run}", command=command):
         write_index(run, params_file)
-        print(f"[{i}/{len(jobs)}] {job.notebook}: {job.status} in {job.duration_s:.1f} s "
-              f"(pipeline {time.monotonic() - total:.0f} s)", flush=True)
-        if job.status != "ok":
-            where = f" in cell {job.cell}" if job.cell is not None else ""
-            print(f"\nPipeline stopped: {job.notebook} {job.status}{where}: {job.error}\n"
-                  f"Executed notebook: {run / job.notebook / (job.notebook + '.ipynb')}\n"
-                  f"Fix it, then resume with: nbkit run --params {params_file} --out {run} --from {job.notebook[:2]}",
-                  file=sys.stderr, flush=True)
-            break
-    (run / "run.json").write_text(json.dumps(
-        {"params_file": str(params_file), "notebooks": [asdict(j) for j in jobs]}, indent=2, default=str))
+        total = time.monotonic()
+        for i, job in enumerate(jobs, 1):
+            print(f"[{i}/{len(jobs)}] {job.notebook} ...", flush=True)
+            execute(job, run, cell_timeout, live=live)
+            write_index(run, params_file)
+            print(f"[{i}/{len(jobs)}] {job.notebook}: {job.status} in {job.duration_s:.1f} s "
+                  f"(pipeline {time.monotonic() - total:.0f} s)", flush=True)
+            if job.status != "ok":
+                resume = resume_command(params_file, run, job.notebook, overrides, job.status)
+                print(_stop_message(job, run, resume), file=sys.stderr, flush=True)
+                break
+        (run / "run.json").write_text(json.dumps(
+            {"params_file": str(params_file), "overrides": overrides, "notebooks": [asdict(j) for j in jobs]},
+            indent=2, default=str))
     print(f"Index: {run / 'index.html'}", flush=True)
     return jobs
+
+
+def exit_code(jobs: list[NotebookRun]) -> int:
+    """0 every notebook ok, 3 stopped by a timeout (the awaited work goes on), 1 any other failure."""
+    if jobs and all(j.status == "ok" for j in jobs):
+        return EXIT_OK
+    return EXIT_TIMEOUT if any(j.status == "timeout" for j in jobs) else EXIT_FAILED

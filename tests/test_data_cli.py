@@ -77,3 +77,10 @@ def test_registered_in_the_nbkit_command(files, capsys):
 
     assert main(["validate", str(files[0]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["valid"] == 2
+
+
+def test_a_zero_byte_limit_is_refused_not_taken_as_the_default(files, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(["validate", str(files[0]), "--max-line-bytes", "0"])
+    assert exit_.value.code == 2
+    assert "--max-line-bytes: 0 is not allowed: it must be at least 1" in capsys.readouterr().err

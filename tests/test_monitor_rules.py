@@ -134,7 +134,7 @@ def test_rules_skip_with_a_reason_when_metrics_are_missing():
 
 
 def test_thresholds_are_validated_with_names():
-    with pytest.raises(UserError, match="unknown threshold; valid names: window_frac"):
+    with pytest.raises(UserError, match="unknown threshold; valid names are: window_frac"):
         rules.thresholds({"windowfrac": 0.2})
     with pytest.raises(UserError, match="max_error_rate = 2"):
         rules.thresholds({"max_error_rate": 2})

@@ -84,3 +84,53 @@ def test_load_file_rejects_bad_files(tmp_path, text, message):
 def test_missing_params_file():
     with pytest.raises(UserError, match="not found"):
         params.load_file("/nonexistent/p.yaml")
+
+
+# -------------------------------------------------------------- strictness, nested maps, overrides
+
+
+def test_a_boolean_is_not_a_number(probe):
+    with pytest.raises(UserError, match=r"steps = True: true/false is not a number"):
+        params.validate("99_probe", {"steps": True})
+    with pytest.raises(UserError, match=r"n_train = True: true/false is not a number"):
+        params.validate("01_explore_data", {"n_train": True})
+    assert params.validate("04_launch_training", {"dry_run": True}).dry_run is True  # a real bool field
+
+
+def test_nested_maps_are_checked_with_their_valid_names():
+    with pytest.raises(UserError) as err:
+        params.validate("05_monitor_training", {"thresholds": {"max_eror_rate": 0.1, "min_points": "x"}})
+    text = str(err.value)
+    assert "thresholds.max_eror_rate: unknown threshold; valid names are: window_frac" in text
+    assert "thresholds.min_points = 'x'" in text
+    with pytest.raises(UserError, match=r"local.thread: unknown field; valid names are: threads"):
+        params.validate("04_launch_training", {"local": {"thread": 1}})
+    with pytest.raises(UserError, match=r"aws.instance_count = True: true/false is not a number"):
+        params.validate("04_launch_training", {"backend": "sagemaker", "aws": {"instance_count": True}})
+    with pytest.raises(UserError, match=r"timeout_s = -1"):
+        params.validate("04_launch_training", {"timeout_s": -1})
+
+
+def test_a_bad_nested_key_stops_the_pipeline_before_anything_runs(tmp_path):
+    from nbkit import runner
+
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text("01_explore_data: {}\n05_monitor_training:\n  thresholds: {min_pionts: 3}\n")
+    with pytest.raises(UserError, match="thresholds.min_pionts: unknown threshold"):
+        runner.plan(pfile, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_overrides_set_sections_shared_keys_and_nested_maps(tmp_path):
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text("seed: 1\n04_launch_training:\n  max_steps: 10\n  local: {eval_every: 5}\n05_monitor_training: {}\n")
+    merged = params.load_file(pfile, ["seed=7", "04_launch_training.max_steps=20",
+                                      "04_launch_training.local.threads=1", "05_monitor_training.follow=true"])
+    assert merged["04_launch_training"]["seed"] == 7 and merged["04_launch_training"]["max_steps"] == 20
+    assert merged["04_launch_training"]["local"] == {"eval_every": 5, "threads": 1}
+    assert merged["05_monitor_training"]["follow"] is True
+    assert "seed: 1" in pfile.read_text()  # the file itself is never changed
+    for bad, message in (("max_steps", "is not KEY=VALUE"), ("04_launch_training.max_steps.x=1", "holds a int"),
+                         ("x=[", "not valid YAML")):
+        with pytest.raises(UserError, match=message):
+            params.load_file(pfile, [bad])

@@ -118,3 +118,81 @@ def test_cli_exit_codes(pipeline, tmp_path):
     assert cli.main(["run", "--params", str(pfile), "--out", str(tmp_path / "a"), "--only", "91"]) == 0
     assert cli.main(["run", "--params", str(pfile), "--out", str(tmp_path / "b"), "--from", "92"]) == 1
     assert cli.main(["run", "--params", str(tmp_path / "missing.yaml")]) == 2
+
+
+# ------------------------------------------------------------------ waits, locks, live status, the index
+
+
+def test_a_wait_that_runs_out_is_a_timeout_with_the_command_that_continues(pipeline, tmp_path, capsys):
+    pfile = pipeline("from nbkit.errors import WaitTimeout\nraise WaitTimeout('job j is still running at step 3/9')")
+    run = tmp_path / "run"
+    jobs = runner.run_pipeline(pfile, run, overrides=["91_first.value=6"], live=False)
+    assert [j.status for j in jobs] == ["ok", "timeout"] and runner.exit_code(jobs) == runner.EXIT_TIMEOUT
+    assert json.loads((run / "92_second" / "status.json").read_text())["status"] == "timeout"
+    err = capsys.readouterr().err
+    assert "92_second timeout" in err and "job j is still running at step 3/9" in err
+    assert "--from 92 --set 91_first.value=6" in err and "Nothing was lost" in err
+    assert (run / "first.txt").read_text() == "6"  # the override reached the notebook
+
+
+def test_resume_command_lifts_the_wait_cap_of_notebook_04(tmp_path):
+    command = runner.resume_command(tmp_path / "p.yaml", tmp_path / "run", "04_launch_training",
+                                    ["04_launch_training.timeout_s=60", "seed=2"], "timeout")
+    assert command.endswith("--from 04 --set seed=2 --set 04_launch_training.timeout_s=0")
+
+
+def test_a_second_pipeline_into_the_same_run_folder_gets_one_line(pipeline, tmp_path, capsys):
+    from nbkit import locking
+
+    pfile = pipeline("print('fine')")
+    run = tmp_path / "run"
+    run.mkdir()
+    with locking.exclusive(run / runner.LOCK_FILE, f"run folder {run}", command="nbkit run --params a.yaml"):
+        code = cli.main(["run", "--params", str(pfile), "--out", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"run folder {run} is in use by pid" in err and "nbkit run --params a.yaml" in err
+    assert not (run / "91_first").exists()
+    assert runner.run_pipeline(pfile, run, live=False)[0].status == "ok"  # free again once released
+
+
+def test_index_marks_interrupted_and_stale_notebooks(tmp_path):
+    run = tmp_path / "run"
+    rows = {"91_first": {"status": "ok", "started_ts": 100.0, "ended_ts": 300.0, "duration_s": 200.0},
+            "92_second": {"status": "ok", "started_ts": 150.0, "ended_ts": 160.0, "duration_s": 10.0},
+            "93_third": {"status": "running", "started_ts": 400.0, "pid": 2 ** 22 + 7, "duration_s": None}}
+    for name, row in rows.items():
+        (run / name).mkdir(parents=True)
+        (run / name / "status.json").write_text(json.dumps({"notebook": name, **row}))
+    statuses = {s["notebook"]: s for s in runner.read_statuses(run)}
+    assert not statuses["91_first"]["stale"] and statuses["92_second"]["stale"]  # 91 re-ran after 92 started
+    assert statuses["93_third"]["status"] == "interrupted" and not statuses["93_third"]["stale"]
+    page = runner.write_index(run, "p.yaml").read_text()
+    assert page.count("stale: an earlier notebook ran again") == 1 and "interrupted" in page
+
+
+def test_live_status_line_shows_cell_and_progress_in_a_log(tmp_path):
+    import io
+    import time
+
+    from nbkit import progress
+
+    stream = io.StringIO()
+    pfile = tmp_path / "progress.json"
+    status = runner.LiveStatus("04_launch_training", pfile, stream, log_every_s=0.5)
+    status.cell(8, 9)
+    pfile.write_text(json.dumps([{"what": "training job j", "n": 129, "total": 400, "unit": "step",
+                                  "note": "running, reward 0.412", "elapsed_s": 65.0, "eta_s": 136.0}]))
+    with status:
+        time.sleep(2.5)
+    lines = stream.getvalue().splitlines()
+    assert lines and lines[0].startswith("  04_launch_training · cell 8/9 · ")
+    assert "training job j 129/400 (running, reward 0.412), 1m05s, ETA 2m16s" in lines[0]
+    assert progress.describe([]) == ""
+
+
+def test_kernels_talk_over_ipc_without_the_tcp_warning(pipeline, tmp_path, capfd):
+    pfile = pipeline("print('fine')")
+    runner.run_pipeline(pfile, tmp_path / "run", only=["92"], live=False)
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out

@@ -153,14 +153,56 @@ def test_submitted_job_dispatches_to_its_backend(tmp_path, runs_root, scripted_b
     assert isinstance(again, _ScriptedHandle) and again.run_dir == run and again.job_id == "job-1"
 
 
-def test_launch_refuses_while_a_job_of_the_run_is_running(tmp_path, runs_root, scripted_backend):
+def test_launch_reattaches_to_a_running_job_and_refuses_other_settings(tmp_path, runs_root, scripted_backend,
+                                                                        monkeypatch):
     run = runs_root / "r4"
-    job.launch(_local_spec(tmp_path, dry_run=False), run)
+    first = job.launch(_local_spec(tmp_path, dry_run=False), run)
+    submitted = []
+    monkeypatch.setattr(scripted_backend, "submit", lambda plan, run_dir: submitted.append(plan) or first)
+    again = job.launch(_local_spec(tmp_path, dry_run=False), run)
+    assert again.job_id == first.job_id and not submitted  # the same job, not a second one
+    with pytest.raises(UserError, match=r"still running .* other settings \(hyper.learning_rate: 0.001 -> 0.002\)"):
+        job.launch(_local_spec(tmp_path, dry_run=False, hyper={"learning_rate": 2e-3}), run)
     with pytest.raises(UserError, match="still running"):
-        job.launch(_local_spec(tmp_path, dry_run=False), run)
+        job.launch(_local_spec(tmp_path, dry_run=False), run, restart=True)
+    assert not submitted
+
+
+def test_a_completed_job_is_reused_and_other_settings_need_restart(tmp_path, runs_root, scripted_backend,
+                                                                  monkeypatch):
     scripted_backend.script = ["completed"]
-    job.launch(_local_spec(tmp_path, dry_run=False), runs_root / "r5")
-    job.launch(_local_spec(tmp_path, dry_run=False), runs_root / "r5")  # a finished job does not block
+    run = runs_root / "r5"
+    first = job.launch(_local_spec(tmp_path, dry_run=False), run)
+    submitted = []
+    original = scripted_backend.submit
+    monkeypatch.setattr(scripted_backend, "submit", lambda plan, run_dir: submitted.append(plan) or original(
+        plan, run_dir))
+    assert job.launch(_local_spec(tmp_path, dry_run=False), run).job_id == first.job_id and not submitted
+    changed = _local_spec(tmp_path, dry_run=False, hyper={"lora_rank": 8})
+    with pytest.raises(UserError, match="restart: true"):
+        job.launch(changed, run)
+    job.launch(changed, run, restart=True)
+    assert len(submitted) == 1
+    assert job.read_job(run)["spec"]["hyper"]["lora_rank"] == 8
+    assert len(list((run / "training" / "jobs").glob("*.json"))) == 1  # the old record is kept
+
+
+def test_a_dry_run_never_hides_a_real_job(tmp_path, runs_root, scripted_backend):
+    scripted_backend.script = ["completed"]
+    run = runs_root / "r6"
+    job.launch(_local_spec(tmp_path, dry_run=False), run)
+    handle = job.launch(_local_spec(tmp_path, dry_run=True), run)
+    assert handle.status() == "planned"
+    assert job.read_job(run)["dry_run"] is False
+
+
+def test_await_job_raises_wait_timeout_while_the_job_runs(tmp_path):
+    from nbkit.errors import WaitTimeout
+
+    stuck = _ScriptedHandle("j", tmp_path, ["running"])
+    with pytest.raises(WaitTimeout, match=r"job j is still running at step \d/4 after waiting 0 s"):
+        job.await_job(stuck, timeout=0.05)
+    assert job.await_job(_ScriptedHandle("j", tmp_path, ["running", "completed"]), timeout=None) == "completed"
 
 
 def test_wait_polls_until_terminal_or_timeout(tmp_path):
@@ -230,6 +272,6 @@ def test_cli_waits_and_maps_status_to_exit_code(tmp_path, runs_root, scripted_ba
     scripted_backend.script = ["running", "failed"]
     assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c4"), "--timeout", "5"]) == 1
     scripted_backend.script = ["running"]
-    assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c5"), "--timeout", "0"]) == 3
+    assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c5"), "--timeout", "0.05"]) == 3
     assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c6"), "--no-wait"]) == 0
     assert "status: failed" in capsys.readouterr().out

@@ -191,3 +191,54 @@ def test_background_job_stops_gracefully_and_resumes_after_reattach(workspace):
     assert not table.duplicated(["step", "prompt_id", "sample"]).any()
     csv = (again.outputs() / "step_wise_training_metrics.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in csv[1:]] == [str(s) for s in range(1, steps + 1)]
+
+
+def test_a_killed_worker_is_recorded_and_launching_again_resumes_from_its_checkpoint(workspace):
+    """kill -9 of the worker: the job reads failed, its MLflow run is closed as FAILED with the reason, and the
+    same launch (what `nbkit run --from 04` does) continues from the last checkpoint, deleting nothing."""
+    import os
+    import signal
+
+    import psutil
+    from mlflow.tracking import MlflowClient
+
+    from nbkit.errors import UserError
+    from nbkit.train import launch
+
+    run_dir = workspace / "run-kill"
+    steps = 8
+    spec = make_spec(workspace, steps, eval_every=0)
+    handle = launch(spec, run_dir)
+    deadline = time.monotonic() + 180
+    while not (handle.files.checkpoints / "checkpoint-2").is_dir() or (handle.progress() or (0, 0))[0] < 3:
+        assert time.monotonic() < deadline and handle.status() in ("pending", "running"), handle.logs(tail=30)
+        time.sleep(0.2)
+    pid = handle.info()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(timeout=30) if psutil.pid_exists(pid) else None
+    assert handle.status() == "failed"
+    assert "ended without reporting" in handle.error()
+    client = MlflowClient(handle.tracking_uri)
+    dead = client.get_run(handle.mlflow_run_id)
+    assert dead.info.status == "FAILED" and "ended without reporting" in dead.data.tags["nbkit.end_reason"]
+    kept = handle.files.latest_checkpoint()
+    assert kept is not None
+
+    with pytest.raises(UserError, match="restart: true"):  # other settings never silently start over
+        launch(spec.model_copy(update={"hyper": spec.hyper.model_copy(update={"learning_rate": 2e-3})}), run_dir)
+    resumed = launch(spec, run_dir)
+    assert resumed.job_id == handle.job_id and kept.is_dir()
+    assert resumed.wait(timeout=240, progress=False) == "completed", resumed.error() + resumed.logs(tail=30)
+    info = resumed.info()
+    assert info["step"] == steps and info["attempt"] == 2
+    assert client.get_run(resumed.mlflow_run_id).info.status == "FINISHED"
+    logged = metric_steps(client, resumed.mlflow_run_id, "reward_mean")
+    redone = int(kept.name.split("-")[1])  # steps after the checkpoint ran twice: MLflow keeps both points
+    assert sorted(set(logged)) == list(range(1, steps + 1)) and logged[:redone] == list(range(1, redone + 1))
+    assert [s for s in range(1, steps + 1) if (resumed.metrics()["step"] == s).sum() != 1] == []
+
+    fresh = launch(spec, run_dir, restart=True)  # an explicit restart: a new job, the old files kept
+    assert fresh.job_id != handle.job_id
+    old = run_dir / "training" / "previous" / handle.job_id
+    assert (old / "checkpoints" / "final" / "config.json").exists() and (old / "job" / "status.json").exists()
+    fresh.stop()

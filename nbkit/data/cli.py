@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from nbkit.cli import number_arg
+
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNREADABLE = 2
@@ -32,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='print {"total", "valid", "invalid", "warnings", "errors"} as JSON on stdout')
     parser.add_argument("--out", metavar="DIR",
                         help="write rejected.jsonl, valid.jsonl and report.json into DIR")
-    parser.add_argument("--max-line-bytes", type=int, default=None,
-                        help="reject lines longer than this many bytes (default 1,000,000)")
+    parser.add_argument("--max-line-bytes", type=number_arg(int, 1), default=None,
+                        help="reject lines longer than this many bytes, at least 1 (default 1,000,000)")
     parser.set_defaults(func=run_validate)
 
 
@@ -42,7 +44,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from nbkit.data.io import DEFAULT_MAX_LINE_BYTES, UnreadableSource
     from nbkit.data.validate import validate_file
 
-    limit = args.max_line_bytes or DEFAULT_MAX_LINE_BYTES
+    limit = DEFAULT_MAX_LINE_BYTES if args.max_line_bytes is None else args.max_line_bytes
     try:
         report = validate_file(args.path, args.profile, args.out, max_line_bytes=limit, write_valid=bool(args.out))
     except UnreadableSource as exc:

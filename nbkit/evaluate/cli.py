@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from nbkit.cli import number_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the evaluate stage's subcommands to the `nbkit` parser."""
@@ -24,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the full comparison as JSON (comparison.json format)")
     p.add_argument("--threshold", type=float, default=None,
                    help="reward counted as a pass (default: the baseline's summary.json setting, else 0.8)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default 0.05 for 95%%)")
+    p.add_argument("--n-boot", type=number_arg(int, 100), default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--alpha", type=number_arg(float, 0, 0.5, low_open=True), default=0.05, help="1 - confidence level (default 0.05 for 95%%)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--allow-unmatched", action="store_true",
                    help="compare the common prompts when the two sets differ (default: error)")
-    p.add_argument("--regressions", type=int, default=10, help="regressions to list in text output (default 10)")
+    p.add_argument("--regressions", type=number_arg(int, 0), default=10, help="regressions to list in text output (default 10)")
     p.set_defaults(func=_compare)
 
 

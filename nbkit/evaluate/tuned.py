@@ -102,10 +102,16 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
 
     handle = load_job(run_dir)
     state = handle.status()
-    if state != "completed":
+    if state not in ("completed", "stopped"):
+        done = handle.progress()
+        at = f" at step {done[0]}/{done[1]}" if done and state != "planned" else ""
+        hint = {
+            "planned": "it was a dry run; set dry_run: false in 04_launch_training to train",
+            "failed": "see why with nbkit.train.load_job(run_dir).logs(); run notebook 04 again to resume it",
+        }.get(state, "wait for it to end (nbkit run --from 04 re-attaches and waits)")
         raise UserError(
-            f"training job {handle.job_id} ({handle.backend}) is {state}, not completed: wait for it in notebook 05 "
-            "(or handle.wait()), or set tuned_model to a checkpoint folder to evaluate an intermediate one"
+            f"training job {handle.job_id} ({handle.backend}) is {state}{at}, not completed: {hint}; or set "
+            "tuned_model to a checkpoint folder to evaluate an intermediate one"
         )
     arn = _arn_from_handle(handle)
     if arn:

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from nbkit.cli import number_arg
 from nbkit.errors import UserError
 
 SOURCE_HELP = (
@@ -30,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="JOB_OR_RUN", help=SOURCE_HELP)
     p.add_argument("--json", action="store_true", help="print health.json's content instead of text")
     p.add_argument("--target", type=float, help="stop when the validation (else training) reward reaches this")
-    p.add_argument("--budget-steps", type=int, help="stop at this many steps")
-    p.add_argument("--budget-time-s", type=float, help="stop after this many seconds of training")
-    p.add_argument("--budget-cost", type=float, help="stop at this spend in dollars (needs a price: --cost-per-hour)")
-    p.add_argument("--cost-per-hour", type=float, help="dollars per hour of the whole job (default: from job.json)")
+    p.add_argument("--budget-steps", type=number_arg(int, 1), help="stop at this many steps")
+    p.add_argument("--budget-time-s", type=number_arg(float, 0, low_open=True), help="stop after this many seconds of training")
+    p.add_argument("--budget-cost", type=number_arg(float, 0, low_open=True), help="stop at this spend in dollars (needs a price: --cost-per-hour)")
+    p.add_argument("--cost-per-hour", type=number_arg(float, 0, low_open=True), help="dollars per hour of the whole job (default: from job.json)")
     p.add_argument("--region", help="AWS region for CloudWatch sources (default: job.json or AWS config)")
     p.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
                    help="override a health-rule threshold, e.g. --threshold max_error_rate=0.1 (repeatable)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nbkit import paths
+from nbkit.errors import UserError
 from nbkit.monitor.live import LiveView, follow, job_running
 from nbkit.monitor.sources import parse_source
 from nbkit.monitor.summary import MonitorResult, monitor, write
@@ -76,8 +77,35 @@ def save_and_show(p: Any, result: MonitorResult, view: LiveView | None) -> None:
     view.update("checks", result.checks_table())
 
 
+def require_ended_job(p: Any) -> str | None:
+    """Notebook 05 analyses a job that has ended; a running one only when asked (follow or allow_running).
+
+    Why: a pipeline must not judge half a job ("CONTINUE") as if it were the whole. An explicit `source`
+    (a CSV, an MLflow run, CloudWatch logs) is read as it is. Returns the job's status (None without a job).
+    """
+    if p.source:
+        return None
+    from nbkit.train.job import load_job
+
+    handle = load_job(paths.run_dir(p.run_dir))
+    state = handle.status()
+    if state == "planned":
+        raise UserError(f"the run's training job {handle.job_id} was a dry run: there is nothing to monitor; set "
+                        "dry_run: false in 04_launch_training to train")
+    if state in ("pending", "running") and not (p.follow or p.allow_running):
+        done = handle.progress()
+        at = f" at step {done[0]}/{done[1]}" if done else ""
+        raise UserError(
+            f"training job {handle.job_id} ({handle.backend}) is {state}{at}: notebook 05 analyses a job that has "
+            "ended. Wait for it (nbkit run --from 04 re-attaches and waits), set follow: true to watch it live, or "
+            "allow_running: true for a snapshot of the steps so far"
+        )
+    return state
+
+
 def run_once(p: Any, view: LiveView | None = None) -> MonitorResult:
-    """Read, check, recommend, save and show, once."""
+    """Check the job has ended (or that a live look was asked for), then read, check, recommend, save, show."""
+    require_ended_job(p)
     result = monitor(source_of(p), **monitor_kwargs(p))
     save_and_show(p, result, view)
     return result

@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from nbkit.errors import UserError
 from nbkit.monitor.frame import available, validate_frame
+from nbkit.validation import StrictModel, user_error
 
 SEVERITIES = ("info", "warning", "critical")
 Severity = Literal["info", "warning", "critical"]
@@ -38,10 +39,8 @@ REMEDY_OVERFITTING = (
 )
 
 
-class Thresholds(BaseModel):
+class Thresholds(StrictModel):
     """Every threshold of the health rules, with defaults for rewards on a 0..1 scale."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     window_frac: float = Field(0.3, gt=0, le=1, description="share of the latest points a trend rule looks at")
     min_points: int = Field(10, ge=3, description="fewest points a trend rule needs (else it is skipped)")
@@ -73,14 +72,7 @@ def thresholds(overrides: dict[str, Any] | Thresholds | None = None) -> Threshol
     try:
         return Thresholds(**(overrides or {}))
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                lines.append(f"  {name}: unknown threshold; valid names: {', '.join(Thresholds.model_fields)}")
-            else:
-                lines.append(f"  {name} = {err.get('input')!r}: {err['msg']}")
-        raise UserError("invalid health-rule thresholds:\n" + "\n".join(lines)) from None
+        raise user_error(exc, "invalid health-rule thresholds", Thresholds, "threshold") from None
 
 
 @dataclass

@@ -79,19 +79,23 @@ class BedrockGenerator(Generator):
     def _generate(
         self, prompts: list[Messages], n: int, max_new_tokens: int, temperature: float, seed: int
     ) -> list[list[Completion]]:
-        from tqdm.auto import tqdm
+        import threading
+
+        from nbkit.progress import Task
 
         jobs = [(i, s) for i in range(len(prompts)) for s in range(n)]
         requests = [self.request(p, max_new_tokens, temperature) for p in prompts]
         rng = random.Random(seed)
         jitters = [rng.random() for _ in jobs]
         out: list[list[Completion | None]] = [[None] * n for _ in prompts]
-        bar = tqdm(total=len(jobs), desc=f"{self.name} ({len(jobs)} calls)", disable=not self.progress)
+        task = Task(f"{self.name} ({len(jobs)} calls)", total=len(jobs), unit="call", bar=self.progress)
+        counted = threading.Lock()
 
         def run(k: int) -> None:
             i, s = jobs[k]
             out[i][s] = self.call(requests[i], jitters[k])
-            bar.update(1)
+            with counted:
+                task.update(1)
 
         try:
             if self.workers == 1:
@@ -101,7 +105,7 @@ class BedrockGenerator(Generator):
                 with ThreadPoolExecutor(self.workers) as pool:
                     list(pool.map(run, range(len(jobs))))
         finally:
-            bar.close()
+            task.close()
         return out  # type: ignore[return-value]
 
     def call(self, request: dict[str, Any], jitter: float = 0.5) -> Completion:

@@ -86,7 +86,7 @@ class HFGenerator(Generator):
     def _generate(
         self, prompts: list[Messages], n: int, max_new_tokens: int, temperature: float, seed: int
     ) -> list[list[Completion]]:
-        from tqdm.auto import tqdm
+        from nbkit.progress import Task
 
         encoded = [self.render(p) for p in prompts]
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -98,12 +98,13 @@ class HFGenerator(Generator):
             )
         rows = [(i, s) for i in range(len(prompts)) for s in range(n)]
         out: list[list[Completion | None]] = [[None] * n for _ in prompts]
-        starts = range(0, len(rows), self.batch_size)
-        for b, start in enumerate(tqdm(starts, desc=f"generating ({len(rows)} samples)", disable=not self.progress)):
-            batch = rows[start : start + self.batch_size]
-            done = self._batch([encoded[i] for i, _ in batch], max_new_tokens, temperature, seed * 1_000_003 + b)
-            for (i, s), completion in zip(batch, done, strict=True):
-                out[i][s] = completion
+        with Task(f"generating {len(rows)} samples", total=len(rows), unit="sample", bar=self.progress) as task:
+            for b, start in enumerate(range(0, len(rows), self.batch_size)):
+                batch = rows[start : start + self.batch_size]
+                done = self._batch([encoded[i] for i, _ in batch], max_new_tokens, temperature, seed * 1_000_003 + b)
+                for (i, s), completion in zip(batch, done, strict=True):
+                    out[i][s] = completion
+                task.update(len(batch))
         return out  # type: ignore[return-value]
 
     def _batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float, seed: int) -> list[Completion]:

@@ -32,11 +32,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nbkit import paths
+from nbkit import REPRODUCIBLE_MATH, paths
 from nbkit.errors import UserError
 
 # Bump when the build code changes in a way that changes the model: it is part of the cache key.
-BUILD_VERSION = 1
+# 2: built under nbkit's reproducible CPU math (MKL strict CNR, ATen AVX2), see nbkit/__init__.py.
+BUILD_VERSION = 2
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
 BUILD_INFO = "nbkit_build.json"
@@ -130,7 +131,9 @@ def normalize_answer(text: str) -> str:
 def cache_key(train_records: Sequence[Mapping[str, Any]], recipe: TinyRecipe) -> str:
     """Hash of the recipe, the training data (in order) and the build code: same inputs, same folder."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"build": BUILD_VERSION, "recipe": recipe.to_dict()}, sort_keys=True).encode())
+    math = {name: os.environ.get(name, "") for name in REPRODUCIBLE_MATH}  # another math mode, another model
+    digest.update(json.dumps({"build": BUILD_VERSION, "recipe": recipe.to_dict(), "math": math},
+                             sort_keys=True).encode())
     for record in train_records:
         digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode())
         digest.update(b"\n")
@@ -318,7 +321,8 @@ def build_model(tokenizer, recipe: TinyRecipe):
 def warm_start(model, tokenizer, train, gate, recipe: TinyRecipe) -> list[dict[str, Any]]:
     """Supervised pass (loss on the answer only) until sampled accuracy on `gate` reaches the target."""
     import torch
-    from tqdm.auto import tqdm
+
+    from nbkit.progress import Task
 
     rows = [_encode(tokenizer, messages, answer) for messages, answer in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
@@ -329,34 +333,35 @@ def warm_start(model, tokenizer, train, gate, recipe: TinyRecipe) -> list[dict[s
     order: list[int] = []
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = tqdm(range(1, recipe.max_steps + 1), desc="warm start (tiny model)", leave=False)
-    for step in bar:
-        if len(order) < recipe.batch_size:
-            fresh = list(range(len(rows)))
-            order_rng.shuffle(fresh)
-            order.extend(fresh)
-        batch, order = order[: recipe.batch_size], order[recipe.batch_size :]
-        model.train()
-        loss = _batch_loss(model, [rows[i] for i in batch], tokenizer.pad_token_id)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % recipe.eval_every == 0 or step == recipe.max_steps:
-            heldout = gate_accuracy(model, tokenizer, gate, recipe, seed=recipe.seed + step)
-            seen = gate_accuracy(model, tokenizer, train[: len(gate)], recipe, seed=recipe.seed + step)
-            accuracy = heldout if recipe.gate_on == "heldout" else seen
-            history.append({
-                "step": step, "loss": round(loss.item(), 4), "accuracy": accuracy, "heldout_accuracy": heldout,
-                "train_accuracy": seen, "seconds": round(time.perf_counter() - started, 2),
-            })
-            bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{heldout:.2f}", train=f"{seen:.2f}")
-            if accuracy >= recipe.target_accuracy:
-                bar.close()
-                model.eval()
-                return history
-    bar.close()
+    what = f"warm start of the tiny model (to accuracy {recipe.target_accuracy}, at most {recipe.max_steps} steps)"
+    with Task(what, total=recipe.max_steps, unit="step") as task:
+        for step in range(1, recipe.max_steps + 1):
+            if len(order) < recipe.batch_size:
+                fresh = list(range(len(rows)))
+                order_rng.shuffle(fresh)
+                order.extend(fresh)
+            batch, order = order[: recipe.batch_size], order[recipe.batch_size :]
+            model.train()
+            loss = _batch_loss(model, [rows[i] for i in batch], tokenizer.pad_token_id)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step % recipe.eval_every == 0 or step == recipe.max_steps:
+                heldout = gate_accuracy(model, tokenizer, gate, recipe, seed=recipe.seed + step)
+                seen = gate_accuracy(model, tokenizer, train[: len(gate)], recipe, seed=recipe.seed + step)
+                accuracy = heldout if recipe.gate_on == "heldout" else seen
+                history.append({
+                    "step": step, "loss": round(loss.item(), 4), "accuracy": accuracy, "heldout_accuracy": heldout,
+                    "train_accuracy": seen, "seconds": round(time.perf_counter() - started, 2),
+                })
+                task.set(step, note=f"loss {loss.item():.3f}, accuracy {accuracy:.2f} of {recipe.target_accuracy}")
+                if accuracy >= recipe.target_accuracy:
+                    model.eval()
+                    return history
+            elif step % 10 == 0:
+                task.set(step)
     best = max(h["accuracy"] for h in history)
     raise UserError(
         f"the tiny model's warm start did not reach sampled accuracy {recipe.target_accuracy} within "

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from nbkit.cli import number_arg
+
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TIMEOUT = 0, 1, 2, 3
 POLL_S = 2.0  # seconds between status polls while waiting
 
@@ -27,7 +29,11 @@ exit codes:
   0  planned (dry run), submitted, or the awaited job completed
   1  the awaited job failed or was stopped
   2  bad params file, invalid spec, or another error you can fix (the message says what and where)
-  3  the wait timed out; the job is still running (re-attach with nbkit.train.load_job(run))
+  3  the wait timed out; the job is still running (run the same command again to re-attach)
+
+Launching again into the same run folder never starts over: a running job is re-attached, a completed one
+reused, a failed or stopped one resumed from its last checkpoint. --restart trains a new job (the old one's
+files are kept under <run>/training/previous/).
 """
 
 
@@ -42,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     wait = parser.add_mutually_exclusive_group()
     wait.add_argument("--wait", dest="wait", action="store_true", default=None, help="wait for the job to end")
     wait.add_argument("--no-wait", dest="wait", action="store_false", help="return once the job is submitted")
-    parser.add_argument("--timeout", type=float, help="seconds to wait (default: the section's timeout_s)")
+    parser.add_argument("--timeout", type=number_arg(float, 0), help="seconds to wait, 0 = no limit "
+                        "(default: the section's timeout_s)")
+    parser.add_argument("--restart", action="store_true", help="train a new job even if the run has one")
     parser.add_argument("--json", action="store_true", help="print the job record as JSON at the end")
     parser.set_defaults(func=run)
 
@@ -50,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """The handler: UserErrors propagate to nbkit.cli.main, which prints them and exits 2."""
     from nbkit import params, paths
-    from nbkit.errors import UserError
+    from nbkit.errors import UserError, WaitTimeout
     from nbkit.train import derived, job
     from nbkit.train.spec import from_params
 
@@ -78,19 +86,22 @@ def run(args: argparse.Namespace) -> int:
     plan = job.plan_job(spec, P.run_dir)
     print()
     print(plan.describe())
-    handle = job.launch(plan.spec, P.run_dir, derived=None if d is None else d.to_dict(), plan=plan)
+    handle = job.launch(plan.spec, P.run_dir, derived=None if d is None else d.to_dict(), plan=plan,
+                        restart=args.restart or P.restart)
     print(f"\n{handle.backend} job {handle.job_id}: recorded in {job.job_path(paths.run_dir(P.run_dir))}")
     code = EXIT_OK
     wait = P.wait if args.wait is None else args.wait
     if not plan.spec.dry_run and wait:
         timeout = args.timeout if args.timeout is not None else P.timeout_s
-        state = handle.wait(timeout=timeout, poll_s=POLL_S)
+        try:
+            state = job.await_job(handle, timeout, poll_s=POLL_S)
+        except WaitTimeout as exc:
+            print(f"status: {handle.status()}: {exc}", file=sys.stderr)
+            state, code = "running", EXIT_TIMEOUT
         print(f"status: {state}")
         if state in ("failed", "stopped"):
             code = EXIT_FAILED
             print(handle.logs(tail=30), file=sys.stderr)
-        elif state not in job.TERMINAL:
-            code = EXIT_TIMEOUT
     if args.json:
         print(json.dumps(job.read_job(paths.run_dir(P.run_dir)), indent=2, default=str))
     return code

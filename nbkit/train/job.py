@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbkit.errors import UserError
+from nbkit.errors import UserError, WaitTimeout
 from nbkit.train.spec import SURFACE_TITLES, JobSpec
 
 STATUSES = ("planned", "pending", "running", "completed", "failed", "stopped")
@@ -108,23 +108,30 @@ class JobHandle(ABC):
         """Enough to rebuild the handle with the backend's `handle_from_dict` (plain JSON types only)."""
         return {"backend": self.backend, "job_id": self.job_id}
 
+    def progress_note(self) -> str:
+        """A few words shown beside the progress bar while waiting (the latest reward, say)."""
+        return ""
+
     def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> str:
         """Block until the job ends or `timeout` seconds pass; returns the last status seen.
 
-        Shows a progress bar when the backend reports steps. A timeout is not an error: the job keeps
-        running and the caller decides (wait again, stop, or look at the metrics so far).
+        Reports the steps done (a bar in notebooks, the runner's live line under `nbkit run`) when the
+        backend knows them. A timeout is not an error here: the job keeps running and the caller decides
+        (`await_job` turns it into WaitTimeout).
         """
+        from nbkit.progress import Task
+
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = None
+        task = Task(f"training job {self.job_id}", unit="step", bar=progress)
         try:
             while True:
                 state = self.status()
                 done = self.progress()
-                if progress and done is not None:
-                    bar = bar or _progress_bar(done[1], f"{self.backend} {self.job_id}")
-                    bar.total = done[1]
-                    bar.n = done[0]
-                    bar.set_postfix_str(state, refresh=True)
+                note = ", ".join(p for p in (state, self.progress_note()) if p)
+                if done is not None:
+                    task.set(done[0], total=done[1], note=note)
+                else:
+                    task.set(task.n, note=note)
                 if state in TERMINAL:
                     return state
                 if deadline is not None and time.monotonic() >= deadline:
@@ -132,17 +139,10 @@ class JobHandle(ABC):
                 sleep = poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic()))
                 time.sleep(sleep)
         finally:
-            if bar is not None:
-                bar.close()
+            task.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r} job_id={self.job_id!r}>"
-
-
-def _progress_bar(total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step")
 
 
 class DryRunHandle(JobHandle):
@@ -303,43 +303,151 @@ def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
     return backends.get(spec.backend).plan(spec)
 
 
-def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | None = None,
-           plan: Plan | None = None) -> JobHandle:
-    """Validate, plan (unless `plan` is given), submit unless `spec.dry_run`, record `training/job.json`.
+LAUNCH_LOCK = ".launch.lock"
+# Spec fields that do not change what a job computes: a relaunch that differs only in these continues it.
+_SAME_JOB_IGNORES = ("dry_run", "local.threads", "local.resume_from", "hyper.max_steps")
 
-    A job of this run that is still running is never silently replaced: stop it (or wait for it) first.
+
+def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | None = None,
+           plan: Plan | None = None, restart: bool = False) -> JobHandle:
+    """Validate, plan (unless `plan` is given), then start, re-attach to or resume the run's training job.
+
+    One training job per run folder, so launching again never loses work. If the run already has a job
+    with the same settings, a running one is re-attached, a completed one reused, and a failed or stopped
+    one resumed from its last checkpoint (with `max_steps` raised if the new spec asks for more). Other
+    settings, or `restart=True`, start a new job; the old one's files are kept. Launches into one run folder
+    are serialised by a lock, so a second concurrent launch gets one line naming the holder.
     """
-    from nbkit import paths
+    from nbkit import locking, paths
     from nbkit.train import backends
 
     run = paths.run_dir(run_dir)
     plan = plan if plan is not None else plan_job(spec, run)
     spec = plan.spec
-    backend = backends.get(spec.backend)
-    if spec.dry_run:
-        handle: JobHandle = DryRunHandle(spec.backend, spec.name, run, plan.describe())
-    else:
-        _refuse_if_running(run)
-        handle = backend.submit(plan, run)
     if derived is None:
         derived = _derived_for(spec)
-    save_job(run, handle, spec, plan, derived)
+    if spec.dry_run:
+        handle: JobHandle = DryRunHandle(spec.backend, spec.name, run, plan.describe())
+        if not _real_job_recorded(run):  # a dry run never hides the record of a job that ran
+            save_job(run, handle, spec, plan, derived)
+        return handle
+    with locking.exclusive(run / "training" / LAUNCH_LOCK, f"the training of run {run}", job=spec.name):
+        handle, record_it = _continue_previous(run, plan, restart)
+        if handle is None:
+            handle = backends.get(spec.backend).submit(plan, run)
+        if record_it:
+            save_job(run, handle, spec, plan, derived)
     return handle
 
 
-def _refuse_if_running(run: Path) -> None:
-    if not job_path(run).exists():
-        return
+def _real_job_recorded(run: Path) -> bool:
     try:
-        previous = load_job(run)
-        state = previous.status()
+        return not read_job(run).get("dry_run", False)
     except UserError:
-        return  # an unreadable or foreign record is archived by save_job, not a reason to refuse
+        return False
+
+
+def _continue_previous(run: Path, plan: Plan, restart: bool) -> tuple[JobHandle | None, bool]:
+    """(the run's earlier job re-attached, reused or resumed, or None for a new job; record the spec?)"""
+    try:
+        record = read_job(run)
+        previous = None if record.get("dry_run") else load_job(run)
+    except UserError:
+        return None, True  # no record, or one this version cannot read: save_job archives it
+    if previous is None:
+        return None, True
+    if record.get("backend") != plan.spec.backend:
+        _refuse_if_running(previous, run)
+        return None, True
+    state = previous.status()
+    changes = spec_changes(record.get("spec", {}), plan.spec.to_dict())
+    steps = _max_steps_change(record.get("spec", {}), plan.spec.to_dict())
+    name = f"{previous.backend} job {previous.job_id}"
+    if state in ("pending", "running"):
+        if changes or restart:
+            raise UserError(
+                f"{name} is still {state} in {run}"
+                + (f" with other settings ({'; '.join(changes)})" if changes else "")
+                + ": stop it first (nbkit.train.load_job(run_dir).stop()) or launch into another run folder"
+            )
+        print(f"re-attaching to {name} ({state}{_at_step(previous)})", flush=True)
+        return previous, False
+    if restart:
+        print(f"restart: starting a new job; {name} ({state}) keeps its files", flush=True)
+        return None, True
+    if changes:
+        raise UserError(
+            f"this run already has {name} ({state}) with other settings: {'; '.join(changes)}. "
+            "To train a new job here set restart: true (04_launch_training) or pass --restart (the old "
+            "job's files are kept), or launch into another run folder"
+        )
+    resume = getattr(previous, "resume", None)
+    if state == "completed" and steps is None:
+        print(f"{name} already completed{_at_step(previous)}; reusing it (restart: true trains again)", flush=True)
+        return previous, False
+    if resume is not None and getattr(previous, "can_resume", lambda: False)():
+        print(f"resuming {name} ({state}{_at_step(previous)}) from its last checkpoint", flush=True)
+        return resume(max_steps=steps), steps is not None
+    if state == "completed":
+        return previous, False
+    if resume is not None:
+        print(f"{name} {state} before its first checkpoint: starting a new job (its files are kept)", flush=True)
+    return None, True
+
+
+def _refuse_if_running(previous: JobHandle, run: Path) -> None:
+    """A job of another backend that still runs is never silently replaced."""
+    state = previous.status()
     if state in ("pending", "running"):
         raise UserError(
-            f"job {previous.job_id} ({previous.backend}) of run {run} is still {state}: wait for it or stop "
-            "it (nbkit.train.load_job(run).stop()) before launching another one into the same run folder"
+            f"{previous.backend} job {previous.job_id} of run {run} is still {state}: stop it "
+            "(nbkit.train.load_job(run_dir).stop()) or launch into another run folder"
         )
+    return None
+
+
+def _at_step(handle: JobHandle) -> str:
+    done = handle.progress()
+    return f" at step {done[0]}/{done[1]}" if done else ""
+
+
+def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'field: old -> new' for every setting that changes what a job computes."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return [f"{key}: {flat_old.get(key)!r} -> {flat_new.get(key)!r}"
+            for key in sorted(set(flat_old) | set(flat_new))
+            if key not in _SAME_JOB_IGNORES and flat_old.get(key) != flat_new.get(key)]
+
+
+def _max_steps_change(old: dict[str, Any], new: dict[str, Any]) -> int | None:
+    """The new step budget when the new spec asks for more steps than the old; None otherwise."""
+    before = (old.get("hyper") or {}).get("max_steps")
+    after = (new.get("hyper") or {}).get("max_steps")
+    return after if after is not None and (before is None or after > before) else None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "tags":
+            out |= _flatten(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def await_job(handle: JobHandle, timeout: float | None = None, poll_s: float = 2.0) -> str:
+    """Wait for the job to end and return its status; `timeout` seconds (None or 0: no limit) raise
+    WaitTimeout while it still runs, so nothing downstream mistakes half a job for a finished one."""
+    state = handle.wait(timeout=timeout or None, poll_s=poll_s)
+    if state not in TERMINAL:
+        raise WaitTimeout(
+            f"{handle.backend} job {handle.job_id} is still {state}{_at_step(handle)} after waiting "
+            f"{timeout:.0f} s (timeout_s). It keeps running: continue the pipeline from 04 (it re-attaches "
+            "and waits), or watch it with notebook 05 (follow: true)"
+        )
+    return state
 
 
 def _derived_for(spec: JobSpec) -> dict[str, Any]:

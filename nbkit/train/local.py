@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -282,11 +283,11 @@ def _prepare(plan: Plan, run_dir: str | os.PathLike) -> tuple[LocalJobHandle, di
         job_id = previous.get("job_id") if same_job and previous.get("job_id") else _new_job_id(spec.name)
         mlflow_run_id = previous.get("mlflow_run_id") if same_job else None
         if not same_job:
-            _clear_previous(files)
+            _keep_previous(files, previous)
     else:
         checkpoint, mlflow_run_id, same_job = None, None, False
         job_id = _new_job_id(spec.name)
-        _clear_previous(files)
+        _keep_previous(files, previous)
     config = {
         "job_id": job_id,
         "run_dir": str(run.resolve()),
@@ -323,14 +324,25 @@ def _resume_checkpoint(files: LocalPaths, resume: str) -> Path:
     return path
 
 
-def _clear_previous(files: LocalPaths) -> None:
-    """A fresh job replaces the earlier job's artifacts (its MLflow run stays in the database)."""
+def _keep_previous(files: LocalPaths, previous: dict[str, Any]) -> Path | None:
+    """A new job moves the earlier job's files to training/previous/<job id>/: nothing is ever deleted
+    (its MLflow run stays in the database)."""
     import shutil
 
-    for folder in (files.job_dir, files.checkpoints, files.completion_parts, files.output_dir):
-        if folder.exists():
-            shutil.rmtree(folder)
-    files.completions.unlink(missing_ok=True)
+    movable = [p for p in (files.job_dir, files.checkpoints, files.completion_parts, files.output_dir,
+                           files.completions) if p.exists()]
+    if not movable:
+        return None
+    name = str(previous.get("job_id") or f"job-{int(time.time())}").replace("/", "_")
+    dest = files.training / "previous" / name
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(f"{name}-{n}")
+        n += 1
+    dest.mkdir(parents=True)
+    for path in movable:
+        shutil.move(str(path), str(dest / path.name))
+    return dest
 
 
 def _new_job_id(name: str) -> str:
@@ -372,7 +384,8 @@ class LocalJobHandle(JobHandle):
         return _read_json(self.files.status) if self.files.status.exists() else {}
 
     def status(self) -> str:
-        """pending|running|completed|failed|stopped; a worker that died without a word counts as failed."""
+        """pending|running|completed|failed|stopped; a worker that died without a word is recorded as failed
+        (stopped, if a stop was asked for) the first time anyone looks."""
         if getattr(self, "_proc", None) is not None:
             self._proc.poll()  # reap our own child so it does not linger as a zombie
         info = self.info()
@@ -382,9 +395,31 @@ class LocalJobHandle(JobHandle):
         if state in ("pending", "running") and not _alive(info):
             if info.get("pid") is None and time.time() - info.get("updated_ts", 0) < 30:
                 return state  # the launcher has not recorded the pid yet
-            # A stop that arrived before the worker installed its signal handler ends it at once.
-            return "stopped" if self.files.stop_request.exists() else "failed"
+            return self._record_death(info)
         return state
+
+    def _record_death(self, info: dict[str, Any]) -> str:
+        """Say in status.json and in the MLflow run that the worker is gone, with the reason.
+
+        A stop that arrived before the worker installed its signal handler ends it at once: stopped.
+        """
+        state = "stopped" if self.files.stop_request.exists() else "failed"
+        reason = (f"the worker process (pid {info.get('pid')}) ended without reporting a result at step "
+                  f"{info.get('step') or 0} (killed, or out of memory?); see {self.files.log}")
+        write_json_atomic(self.files.status, info | {
+            "status": state, "error": None if state == "stopped" else reason, "phase": "died",
+            "ended": _now(), "updated": _now(), "updated_ts": time.time()})
+        _end_mlflow_run(self.tracking_uri, info.get("mlflow_run_id") or self.mlflow_run_id,
+                        "KILLED" if state == "stopped" else "FAILED", reason)
+        return state
+
+    def can_resume(self) -> bool:
+        """Is there a checkpoint to continue from?"""
+        return self.files.latest_checkpoint() is not None
+
+    def progress_note(self) -> str:
+        reward = self.info().get("reward_mean")
+        return f"reward {reward:.3f}" if isinstance(reward, int | float) else ""
 
     def error(self) -> str:
         """Why the job failed ('' otherwise); names the log when the worker died without reporting."""
@@ -565,39 +600,6 @@ class LocalJobHandle(JobHandle):
             )
         return extract_output(self.files.output_archive, dest or self.files.output_dir)
 
-    def attach(self, timeout: float | None = None, poll_s: float = 1.0) -> str:
-        """Follow a running job: a progress bar with the latest reward, validation results as they come."""
-        from tqdm.auto import tqdm
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        seen = 0
-        bar = tqdm(total=self.progress()[1] if self.progress() else None, desc=self.job_id, unit="step")
-        try:
-            while True:
-                rows = read_progress(self.files.progress)
-                for row in rows[seen:]:
-                    if row.get("kind") == "train":
-                        bar.n = int(row["step"])
-                        bar.set_postfix(reward=f"{row.get('reward_mean', float('nan')):.3f}", refresh=False)
-                    elif row.get("kind") == "eval":
-                        bar.write(f"step {row['step']}: val_reward {row.get('val_reward', float('nan')):.4f}")
-                seen = len(rows)
-                done = self.progress()
-                if done:
-                    bar.total, bar.n = done[1], done[0]
-                state = self.status()
-                bar.set_description(f"{self.job_id} [{state}]")
-                bar.refresh()
-                if state in TERMINAL:
-                    if state == "failed":
-                        bar.write(f"job failed: {self.error()}")
-                    return state
-                if deadline is not None and time.monotonic() >= deadline:
-                    return state
-                time.sleep(poll_s)
-        finally:
-            bar.close()
-
 
 # --------------------------------------------------------------------------------------- statistics
 
@@ -716,26 +718,27 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _create_time(pid: int) -> float | None:
-    import psutil
+    from nbkit.locking import start_time
 
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    return start_time(pid)
 
 
 def _alive(info: dict[str, Any]) -> bool:
     """Is the worker of this status record running? Guards against pid reuse with the process start time."""
-    import psutil
+    from nbkit.locking import alive
 
-    pid = info.get("pid")
-    if not pid:
-        return False
+    return alive(info.get("pid"), info.get("pid_create_time"))
+
+
+def _end_mlflow_run(tracking_uri: str, run_id: str | None, status: str, reason: str) -> None:
+    """Close a dead worker's MLflow run (it would stay RUNNING forever) and tag why."""
+    if not run_id:
+        return
     try:
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = info.get("pid_create_time")
-        return created is None or abs(proc.create_time() - float(created)) < 1.0
-    except psutil.Error:
-        return False
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        client.set_tag(run_id, "nbkit.end_reason", reason[:5000])
+        client.set_terminated(run_id, status=status)
+    except Exception as exc:  # the job's own record says it died; the MLflow mark is the second copy
+        warnings.warn(f"could not mark MLflow run {run_id} as {status}: {type(exc).__name__}: {exc}", stacklevel=2)

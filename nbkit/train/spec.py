@@ -21,9 +21,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from nbkit.errors import UserError
+from nbkit.validation import StrictModel, user_error
 
 Backend = Literal["local", "sagemaker", "hyperpod", "bedrock"]
 BACKENDS: tuple[str, ...] = ("local", "sagemaker", "hyperpod", "bedrock")
@@ -39,10 +40,8 @@ SURFACE_TITLES = {
 NOVA_2_LITE = "amazon.nova-2-lite-v1:0:256k"
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     """Typos in a params file must fail loudly, not fall back to a default silently."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Hyperparameters(_Strict):
@@ -273,24 +272,7 @@ def from_dict(data: dict[str, Any], source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(spec)"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"  {field}: unknown field; {_valid_names(err['loc'])}")
-            else:
-                lines.append(f"  {field} = {err.get('input')!r}: {err['msg']}")
-        raise UserError(f"invalid {source}:\n" + "\n".join(lines)) from None
-
-
-def _valid_names(loc: tuple) -> str:
-    """The valid names of the model that rejected an unknown field, for the error message."""
-    model: type[BaseModel] = JobSpec
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-    return "valid names are: " + ", ".join(model.model_fields)
+        raise user_error(exc, f"invalid {source}", JobSpec, "field") from None
 
 
 # --------------------------------------------------------------------------------------------- ranges
