@@ -93,3 +93,9 @@ def recording(answers: dict[str, Any | Callable[[dict], Any]] | None = None,
         yield recorder
     finally:
         _active = None
+
+
+# moto 5.2.5 does not implement iam:SimulatePrincipalPolicy, which the sagemaker SDK calls to check the execution
+# role (sagemaker-core role validation; model_trainer.py _resolve_staging_bucket): answer "allowed".
+SIMULATE_ALLOWED = {"iam.SimulatePrincipalPolicy": lambda params: {"EvaluationResults": [
+    {"EvalActionName": a, "EvalDecision": "allowed", "EvalResourceName": "*"} for a in params["ActionNames"]]}}

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
-from nbkit.train.spec import SURFACE_TITLES, JobSpec, effective, ranges, surface_default, with_surface_defaults
+from nbkit.train.spec import (
+    SURFACE_TITLES,
+    JobSpec,
+    effective,
+    ranges,
+    surface_default,
+    with_surface_defaults,
+)
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 

@@ -15,9 +15,7 @@ from nbkit.train import sagemaker
 from nbkit.train.spec import JobSpec
 
 # moto 5.2.5 does not implement iam:SimulatePrincipalPolicy, which the SDK calls to check the role
-# (sagemaker-core role validation, and model_trainer.py _resolve_staging_bucket).
-ALLOWED = {"iam.SimulatePrincipalPolicy": lambda params: {"EvaluationResults": [
-    {"EvalActionName": a, "EvalDecision": "allowed", "EvalResourceName": "*"} for a in params["ActionNames"]]}}
+ALLOWED = aws_calls.SIMULATE_ALLOWED
 
 
 def spec_for(train_file, **hyper):
