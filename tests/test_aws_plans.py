@@ -397,7 +397,7 @@ def test_bedrock_reward_file_is_deployed_for_the_bedrock_event(train_file):
 
 
 @pytest.mark.parametrize("name, backend", [("aws-smtj", "sagemaker"), ("aws-hyperpod", "hyperpod"),
-                                           ("aws-bedrock", "bedrock")])
+                                           ("aws-bedrock", "bedrock"), ("aws-serverless", "sagemaker-serverless")])
 def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
     """The shipped AWS params files pass notebook 04's validation and give a complete dry-run plan."""
     from nbkit import params, paths
@@ -422,8 +422,10 @@ def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
         assert plan.request["ResourceConfig"]["InstanceCount"] == 2 and "lora_plus_lr_ratio: 64.0" in text
     elif backend == "hyperpod":
         assert plan.request["start"][:2] == ["hyperpod", "start-job"] and "SageMaker-" in plan.reward["function_name"]
-    else:
+    elif backend == "bedrock":
         assert plan.request["customizationConfig"]["rftConfig"]["hyperParameters"]["batchSize"] == 256
+    else:
+        assert plan.trainer["training_type"] == "LORA" and plan.hyperparameters["learning_rate"] == 1e-5
 
 
 def test_bedrock_takes_batch_sizes_that_are_not_a_multiple_of_the_generations(train_file):

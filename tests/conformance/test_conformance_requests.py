@@ -56,9 +56,9 @@ def _traits(value: Any, shape: Any, path: str) -> list[str]:
         pattern = _python_pattern(meta.get("pattern"))
         if pattern is not None and not pattern.fullmatch(value):
             out.append(f"{path} = {value!r} does not match {meta['pattern']}")
-    elif shape.type_name in ("integer", "long", "float", "double") and isinstance(value, int | float):
-        if "max" in meta and value > meta["max"]:
-            out.append(f"{path} = {value} > max {meta['max']}")
+    elif (shape.type_name in ("integer", "long", "float", "double") and isinstance(value, int | float)
+          and "max" in meta and value > meta["max"]):
+        out.append(f"{path} = {value} > max {meta['max']}")
     return out
 
 
