@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aws_calls
 import boto3
 import pytest
 from moto import mock_aws
@@ -12,6 +13,8 @@ from moto import mock_aws
 from nbkit.errors import UserError
 from nbkit.train import nova_eval
 from nbkit.train.spec import JobSpec
+
+ALLOWED = aws_calls.SIMULATE_ALLOWED
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRFT"
 REWARD = "arn:aws:lambda:us-east-1:123456789012:function:SageMaker-math-reward"
@@ -66,13 +69,22 @@ def test_smtj_eval_of_a_checkpoint_with_inference_overrides(spec):
 def test_hyperpod_eval_needs_data_and_output_paths_and_the_same_platform(spec):
     smhp = "s3://customer-escrow-123456789012-smhp-abc/job/step5"
     plan = nova_eval.plan(spec, checkpoint=smhp, backend="hyperpod")
-    o = plan.overrides
-    assert plan.request["start"][5] == "evaluation/nova/nova_2_0/nova_lite/nova_lite_2_0_p5_48xl_gpu_rft_eval"
-    assert o["recipes.run.model_name_or_path"] == smhp
-    assert o["recipes.run.data_s3_path"].startswith("s3://my-rft-bucket/rft-workbench/data/sha256-")
-    assert o["recipes.run.output_s3_path"] == "s3://my-rft-bucket/rft-workbench/output"
-    assert o["recipes.rl_env.reward_lambda_arn"] == REWARD
-    assert "recipes.run.replicas" not in o  # fixed on HyperPod
+    # Finding: HyperPod rft_eval had no image. The launcher reads `container` (default null); AWS's HyperPod RFT
+    # notebook passes the region's nova-evaluation-repo:SM-HP-Eval-V2-latest.
+    assert plan.overrides == {"instance_type": "ml.p5.48xlarge", "container":
+                              "708977205387.dkr.ecr.us-east-1.amazonaws.com/nova-evaluation-repo:SM-HP-Eval-V2-latest"}
+    assert plan.request["start"][5] == f"evaluation/nova/nbkit/{plan.job_name}" and len(plan.job_name) <= 34
+    assert plan.recipe_template == "evaluation/nova/nova_2_0/nova_lite/nova_lite_2_0_p5_48xl_gpu_rft_eval"
+    run = plan.recipe["run"]
+    assert run["model_name_or_path"] == smhp and run["name"] == plan.job_name
+    assert run["data_s3_path"].startswith("s3://my-rft-bucket/rft-workbench/data/sha256-")
+    assert run["output_s3_path"] == "s3://my-rft-bucket/rft-workbench/output"
+    assert plan.recipe["rl_env"]["reward_lambda_arn"] == REWARD
+    assert run["replicas"] == 1  # fixed on HyperPod
+    # Finding: recipes.inference.reasoning_effort was always sent as JSON null, i.e. the string "None".
+    off = nova_eval.plan(spec.model_copy(update={"hyper": spec.hyper.model_copy(update={"reasoning_effort": None}),
+                                                 "sources": {}}), checkpoint=smhp, backend="hyperpod")
+    assert off.recipe["inference"]["reasoning_effort"] is None and "None" not in off.request["start"][-1]
     with pytest.raises(UserError, match="only reads checkpoints of its own platform"):
         nova_eval.plan(spec, checkpoint=SMTJ_CKPT, backend="hyperpod")
     with pytest.raises(UserError, match="managed rft_eval runs on sagemaker"):
@@ -82,14 +94,18 @@ def test_hyperpod_eval_needs_data_and_output_paths_and_the_same_platform(spec):
 def test_submit_smtj_eval_against_moto(spec, tmp_path, monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
-    with mock_aws():
+    with mock_aws(), aws_calls.recording(ALLOWED):
         sess = boto3.Session(region_name="us-east-1")
         sess.client("s3").create_bucket(Bucket="my-rft-bucket")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+        sess.client("iam").create_role(RoleName=ROLE.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
         plan = nova_eval.plan(spec.model_copy(update={"dry_run": False}), checkpoint=SMTJ_CKPT)
         handle = nova_eval.submit(plan, tmp_path, session=sess)
-        job = sess.client("sagemaker").describe_training_job(TrainingJobName=plan.job_name)
+        job = sess.client("sagemaker").describe_training_job(TrainingJobName=handle.job_id)
         assert job["HyperParameters"]["base_model_location"] == SMTJ_CKPT
-        assert handle.kind == "eval" and handle.default_dest() == tmp_path / "training" / "eval" / plan.job_name
+        assert job["AlgorithmSpecification"]["TrainingImage"].endswith("nova-evaluation-repo:SM-TJ-Eval-V2-latest")
+        assert handle.kind == "eval" and handle.default_dest() == tmp_path / "training" / "eval" / handle.job_id
 
 
 def _eval_output(root, records):

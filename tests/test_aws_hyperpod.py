@@ -19,12 +19,16 @@ from nbkit.train.spec import JobSpec
 
 REWARD = "arn:aws:lambda:us-east-1:123456789012:function:SageMaker-math-reward"
 
+# Behaves like release_v2 of aws/sagemaker-hyperpod-cli as far as nbkit relies on it: `--recipe NAME` is read
+# from the package's sagemaker_hyperpod_recipes/recipes_collection/recipes/NAME.yaml, and the launcher names the
+# job run.name[:34] + "-" + 5 random characters (aws/sagemaker-hyperpod-recipes main.py valid_run_name).
 FAKE_CLI = """#!{python}
 import json, os, sys
+import hyperpod_cli, yaml
 state = os.environ["FAKE_HYPERPOD_STATE"]
 args = sys.argv[1:]
 with open(os.path.join(state, "calls.jsonl"), "a") as fh:
-    fh.write(json.dumps(args) + "\\n")
+    fh.write(json.dumps(args + ["cwd=" + os.getcwd()]) + "\\n")
 jobs_file = os.path.join(state, "jobs.json")
 jobs = json.load(open(jobs_file)) if os.path.exists(jobs_file) else []
 if os.environ.get("FAKE_HYPERPOD_FAIL") == args[0]:
@@ -34,7 +38,12 @@ if args[0] == "list-jobs":
     print(json.dumps({{"jobs": jobs}}, indent=1))
 elif args[0] == "start-job":
     overrides = json.loads(args[args.index("--override-parameters") + 1])
-    name = overrides["recipes.run.name"]
+    assert set(overrides) == {{"instance_type", "container"}}, overrides
+    recipes = os.path.join(os.path.dirname(hyperpod_cli.__file__), "sagemaker_hyperpod_recipes",
+                           "recipes_collection", "recipes")
+    recipe = yaml.safe_load(open(os.path.join(recipes, args[args.index("--recipe") + 1] + ".yaml")))
+    name = recipe["run"]["name"][:34] + "-x7k2q"
+    os.makedirs("results", exist_ok=True)
     jobs.append({{"Name": name, "Namespace": args[args.index("--namespace") + 1], "State": "Running"}})
     json.dump(jobs, open(jobs_file, "w"))
     if os.environ.get("FAKE_HYPERPOD_NO_NAME"):
@@ -56,14 +65,20 @@ def fake_cli(tmp_path, monkeypatch):
     exe = bindir / "hyperpod"
     exe.write_text(FAKE_CLI.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    package = tmp_path / "site" / "hyperpod_cli"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_HYPERPOD_STATE", str(state))
     return state
 
 
-def calls(state):
+def calls(state, cwd=False):
+    """The argv of every CLI call (with the folder it ran in as a last `cwd=` item when cwd=True)."""
     path = state / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    made = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return made if cwd else [c[:-1] for c in made]
 
 
 def set_jobs(state, jobs):
@@ -95,32 +110,42 @@ def spec(tmp_path):
 
 def test_submit_runs_exactly_the_planned_commands(fake_cli, moto_session, spec, tmp_path, capsys):
     plan = hyperpod.plan(spec)
-    assert plan.job_name == plan.job_name.lower()  # Kubernetes names are lowercase
+    assert plan.job_name == plan.job_name.lower() and len(plan.job_name) <= 34  # Kubernetes, launcher cap
     handle = hyperpod.submit(plan, tmp_path, session=moto_session)
-    made = calls(fake_cli)
-    assert made[0] == plan.request["connect"][1:]
-    assert made[1] == ["list-jobs", "--namespace", "kubeflow"]
-    assert made[2] == plan.request["start"][1:]
-    assert handle.job_id == plan.job_name
-    assert f"started HyperPod job {plan.job_name}" in capsys.readouterr().out
-    data_key = plan.overrides["recipes.run.data_s3_path"].split("my-rft-bucket/", 1)[1]
+    made = calls(fake_cli, cwd=True)
+    work = tmp_path / "training" / "hyperpod"
+    assert [c[:-1] for c in made] == [plan.request["connect"][1:], ["list-jobs", "--namespace", "kubeflow"],
+                                      plan.request["start"][1:]]
+    # Finding: start-job wrote results/ into whatever the current folder was; it now runs in the run folder.
+    assert made[0][-1] == made[2][-1] == f"cwd={work}" and (work / "results").is_dir()
+    assert (work / plan.recipe_file).read_text() == plan.recipe_yaml
+    collection = tmp_path / "site" / "hyperpod_cli" / hyperpod.RECIPES_DIR
+    assert (collection / f"{plan.recipe_name}.yaml").read_text() == plan.recipe_yaml
+    assert handle.job_id == f"{plan.job_name}-x7k2q"
+    assert f"started HyperPod job {plan.job_name}-x7k2q" in capsys.readouterr().out
+    data_key = plan.recipe["run"]["data_s3_path"].split("my-rft-bucket/", 1)[1]
     moto_session.client("s3").head_object(Bucket="my-rft-bucket", Key=data_key)  # uploaded
 
     assert handle.status() == "running"
-    set_jobs(fake_cli, [{"Name": plan.job_name, "State": "Succeeded"}])
+    set_jobs(fake_cli, [{"Name": handle.job_id, "State": "Succeeded"}])
     assert handle.status() == "completed"
-    set_jobs(fake_cli, [{"Name": plan.job_name, "State": "Running"}])
+    set_jobs(fake_cli, [{"Name": handle.job_id, "State": "Running"}])
     handle.stop()
-    assert calls(fake_cli)[-1] == ["cancel-job", "--job-name", plan.job_name, "--namespace", "kubeflow"]
+    assert calls(fake_cli)[-1] == ["cancel-job", "--job-name", handle.job_id, "--namespace", "kubeflow"]
     assert handle.status() == "stopped"  # gone from the cluster and no manifest written
 
 
 def test_resubmitting_the_same_plan_attaches(fake_cli, moto_session, spec, tmp_path, capsys):
-    plan = hyperpod.plan(spec)
-    hyperpod.submit(plan, tmp_path, session=moto_session)
+    """Finding: with names over 34 characters the launcher cut the digest, so this match failed. The run name
+    is capped at 34 and the launcher's suffix is matched exactly (another plan's job does not match)."""
+    long = spec.model_copy(update={"name": "a-much-longer-experiment-name-than-34-characters"})
+    plan = hyperpod.plan(long)
+    first = hyperpod.submit(plan, tmp_path, session=moto_session)
+    set_jobs(fake_cli, [{"Name": f"{plan.job_name}x-abcde", "State": "Running"},
+                        {"Name": first.job_id, "State": "Running"}])
     again = hyperpod.submit(plan, tmp_path, session=moto_session)
     starts = [c for c in calls(fake_cli) if c[0] == "start-job"]
-    assert len(starts) == 1 and again.job_id == plan.job_name
+    assert len(starts) == 1 and again.job_id == first.job_id
     assert "already exists" in capsys.readouterr().out
 
 

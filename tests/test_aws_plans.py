@@ -49,7 +49,9 @@ def sha(path):
 def test_smtj_lora_request_matches_the_documented_sdk_path(train_file):
     plan = sagemaker.plan(make(train_file))
     r = plan.request
-    assert plan.job_name == r["TrainingJobName"] and r["TrainingJobName"].startswith("math-rft-")
+    # the SDK names the job <base_job_name>-<YYYYmmddHHMMSS> (sagemaker-train utils.py _get_unique_name)
+    assert r["TrainingJobName"] == f"{plan.job_name}-YYYYmmddHHMMSS" and plan.job_name.startswith("math-rft-")
+    assert len(r["TrainingJobName"]) <= 63
     assert r["RoleArn"] == ROLE
     assert r["AlgorithmSpecification"] == {
         "TrainingImage": "708977205387.dkr.ecr.us-east-1.amazonaws.com/nova-fine-tune-repo:SM-TJ-RFT-V2-latest",
@@ -62,9 +64,10 @@ def test_smtj_lora_request_matches_the_documented_sdk_path(train_file):
     assert train["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated",
         "S3Uri": f"s3://my-rft-bucket/rft-workbench/data/sha256-{digest[:20]}/train.jsonl"}
-    recipe_sha = hashlib.sha256(plan.recipe_yaml.encode()).hexdigest()
+    # where ModelTrainer._create_training_job_args stages the recipe: <prefix>/<base>/<job>/input/recipe/recipe.yaml
     assert recipe["DataSource"]["S3DataSource"]["S3Uri"] == (
-        f"s3://my-rft-bucket/rft-workbench/recipes/sha256-{recipe_sha[:20]}/recipe.yaml")
+        f"s3://my-rft-bucket/rft-workbench/{plan.job_name}/{plan.job_name}-YYYYmmddHHMMSS/input/recipe/recipe.yaml")
+    assert [u["source"] for u in plan.uploads] == [str(train_file)]  # the SDK uploads the recipe itself
     assert r["OutputDataConfig"] == {"S3OutputPath": "s3://my-rft-bucket/rft-workbench/output",
                                      "CompressionType": "GZIP"}
     assert r["ResourceConfig"] == {"InstanceType": "ml.p5.48xlarge", "InstanceCount": 4, "VolumeSizeInGB": 30}
@@ -116,7 +119,9 @@ def test_from_recipe_arguments_mirror_the_request(train_file):
     assert fr["training_image"] == plan.request["AlgorithmSpecification"]["TrainingImage"]
     assert fr["role"] == ROLE and fr["base_job_name"] == plan.job_name
     assert fr["recipe_overrides"]["run"]["reward_lambda_arn"] == REWARD
-    assert fr["recipe_overrides"]["training_config"]["trainer"]["peft"]["lora_tuning"]["lora_plus_lr_ratio"] == 64.0
+    # only what differs from the published recipe is overridden: LoRA settings left unset stay the recipe's
+    assert "peft" not in fr["recipe_overrides"]["training_config"]["trainer"]
+    assert plan.recipe["training_config"]["trainer"]["peft"]["lora_tuning"]["lora_plus_lr_ratio"] == 64.0
     assert rec.resolve(rec.apply(rec.load("smtj-lora"), _flat(fr["recipe_overrides"]))) == plan.recipe
     assert plan.train_call == {"input_data_config": [{"channel_name": "train", "data_source":
                                plan.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]}],
@@ -177,12 +182,31 @@ def test_every_problem_is_reported_together_with_field_names(train_file):
         assert needle in text, needle
 
 
-def test_smtj_instance_minimums(train_file):
-    with pytest.raises(UserError, match="LoRA RFT needs at least 2"):
-        sagemaker.plan(make(train_file, aws={"instance_count": 1}))
-    assert sagemaker.plan(make(train_file, aws={"instance_count": 2})).request["ResourceConfig"]["InstanceCount"] == 2
-    with pytest.raises(UserError, match="full-rank RFT needs at least 4"):
-        sagemaker.plan(make(train_file, hyper={"lora_rank": 0}, aws={"instance_count": 2}))
+@pytest.mark.parametrize("lora_rank", [32, 0])
+def test_smtj_instance_counts_are_2_4_6_or_8_for_lora_and_full_rank(train_file, lora_rank):
+    """Finding: full rank refused 2 and both accepted 3, 5 and 10. AWS documents 2, 4, 6 or 8 instances for
+    LoRA and full rank alike (Nova 2 user guide, RFT on SMTJ; reference/nova-rft.md section 9)."""
+    for count in (2, 4, 6, 8):
+        plan = sagemaker.plan(make(train_file, hyper={"lora_rank": lora_rank}, aws={"instance_count": count}))
+        assert plan.request["ResourceConfig"]["InstanceCount"] == count == plan.recipe["run"]["replicas"]
+    for count in (1, 3, 5, 10):
+        with pytest.raises(UserError, match=f"instance_count = {count}: SMTJ .* runs on 2, 4, 6, 8 instances"):
+            sagemaker.plan(make(train_file, hyper={"lora_rank": lora_rank}, aws={"instance_count": count}))
+
+
+def test_smtj_sends_number_generation(train_file):
+    """Finding: SMTJ forced number_generation to 2. The recipe has the key (so the SDK keeps it) and AWS's SMTJ
+    sample uses 4: a value the user sets reaches the recipe."""
+    plan = sagemaker.plan(make(train_file, hyper={"number_generation": 4}))
+    assert plan.recipe["training_config"]["rollout"]["advantage_strategy"]["number_generation"] == 4
+    assert plan.from_recipe["recipe_overrides"]["training_config"]["rollout"]["advantage_strategy"] == {
+        "number_generation": 4}
+
+
+def test_describe_says_where_every_value_comes_from(train_file):
+    text = sagemaker.plan(make(train_file)).describe()
+    assert "top_k = 1  <- recipe nova_lite_v2_smtj_p5_p5en_gpu_lora_rft" in text
+    assert "learning_rate = 1e-05  <- set" in text
 
 
 def test_reward_from_a_file_is_deployed_under_a_planned_arn(train_file):
@@ -213,55 +237,73 @@ def test_describe_shows_request_recipe_and_sdk_call(train_file):
 
 
 def test_hyperpod_argv_is_exact(train_file):
+    """The SDK's way (sagemaker-train base_trainer.py _train_hyperpod): the resolved recipe is a file of the CLI's
+    collection named by --recipe, and only instance_type and container go on the command line."""
     plan = hyperpod.plan(make(train_file, backend="hyperpod", hyper={"global_batch_size": 64, "learning_rate": 7e-7},
                               aws={"mlflow_tracking_uri":
                                    "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rft"}))
     argv = plan.request["start"]
     assert argv[:7] == ["hyperpod", "start-job", "--namespace", "kubeflow", "--recipe",
-                        "fine-tuning/nova/nova_2_0/nova_lite/RFT/nova_lite_2_0_p5_gpu_lora_rft", "--override-parameters"]
-    overrides = json.loads(argv[7])
-    assert overrides == plan.overrides
-    assert list(overrides)[0] == "instance_type" and overrides["instance_type"] == "ml.p5.48xlarge"
+                        f"fine-tuning/nova/nbkit/{plan.job_name}", "--override-parameters"]
+    assert json.loads(argv[7]) == plan.overrides == {
+        "instance_type": "ml.p5.48xlarge",
+        # launcher/recipe_templatization/nova/nova_regional_parameters.json, nova_lite_2_0_p5_gpu_lora_rft k8s
+        "container": "708977205387.dkr.ecr.us-east-1.amazonaws.com/nova-fine-tune-repo:SM-HP-RFT-TRAIN-V2-latest"}
     data_uri = f"s3://my-rft-bucket/rft-workbench/data/sha256-{sha(train_file)[:20]}/train.jsonl"
-    expected = {
-        "recipes.run.name": plan.job_name,
-        "recipes.run.model_name_or_path": "nova-lite-2/prod",
-        "recipes.run.data_s3_path": data_uri,
-        "recipes.run.output_s3_path": "s3://my-rft-bucket/rft-workbench/output",
-        "recipes.run.reward_lambda_arn": REWARD,
-        "recipes.run.replicas": 2,
-        "recipes.run.generation_replicas": 2,
-        "recipes.run.rollout_worker_replicas": 1,
-        "recipes.run.mlflow_tracking_uri": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rft",
-        "recipes.run.mlflow_experiment_name": "rft-workbench",
-        "recipes.run.mlflow_run_name": plan.job_name,
-        "recipes.training_config.global_batch_size": 64,
-        "recipes.training_config.max_length": 8192,
-        "recipes.training_config.reasoning_effort": "high",
-        "recipes.training_config.rollout.advantage_strategy.number_generation": 8,
-        "recipes.training_config.rollout.generator.max_new_tokens": 6000,
-        "recipes.training_config.rollout.rewards.api_endpoint.lambda_concurrency_limit": 100,
-        "recipes.training_config.trainer.max_steps": 20,
-        "recipes.training_config.trainer.optim_config.lr": 7e-7,
-        "recipes.training_config.trainer.peft.lora_tuning.alpha": 32,
-        "recipes.training_config.trainer.peft.lora_tuning.loraplus_lr_ratio": 64.0,
-    }
-    for key, value in expected.items():
-        assert overrides[key] == value, key
-    assert not any("lora_plus_lr_ratio" in k or "kl_loss_coef" in k for k in overrides)
+    run, tc = plan.recipe["run"], plan.recipe["training_config"]
+    assert run == {"name": plan.job_name, "model_type": "amazon.nova-2-lite-v1:0:256k",
+                   "model_name_or_path": "nova-lite-2/prod", "data_s3_path": data_uri,
+                   "output_s3_path": "s3://my-rft-bucket/rft-workbench/output", "replicas": 2,
+                   "generation_replicas": 2, "rollout_worker_replicas": 1, "reward_lambda_arn": REWARD,
+                   "mlflow_tracking_uri": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rft",
+                   "mlflow_experiment_name": "rft-workbench", "mlflow_run_name": plan.job_name}
+    assert (tc["global_batch_size"], tc["max_length"], tc["reasoning_effort"]) == (64, 8192, "high")
+    assert tc["rollout"]["advantage_strategy"]["number_generation"] == 8  # the HyperPod recipe's own
+    assert tc["rollout"]["generator"]["max_new_tokens"] == 6000
+    assert tc["rollout"]["rewards"]["api_endpoint"] == {"lambda_arn": REWARD, "lambda_concurrency_limit": 100}
+    assert tc["trainer"]["max_steps"] == 20 and tc["trainer"]["optim_config"]["lr"] == 7e-7
+    assert tc["trainer"]["peft"]["lora_tuning"] == {"alpha": 32, "loraplus_lr_ratio": 64.0}
+    assert "kl_loss_coef" not in tc["trainer"] and tc["rollout"]["rollout_strategy"] == {
+        "type": "off_policy_async", "age_tolerance": 2}
+    assert yaml.safe_load(plan.recipe_yaml) == plan.recipe and "${" not in plan.recipe_yaml
     assert plan.request["connect"] == ["hyperpod", "connect-cluster", "--cluster-name", "nova-cluster",
                                        "--region", "us-east-1", "--namespace", "kubeflow"]
-    # the resolved recipe is the template with exactly these overrides; lambda_arn follows run.reward_lambda_arn
-    assert plan.recipe["training_config"]["rollout"]["rewards"]["api_endpoint"]["lambda_arn"] == REWARD
-    assert plan.recipe["training_config"]["trainer"]["peft"]["lora_tuning"] == {"alpha": 32, "loraplus_lr_ratio": 64.0}
-    assert plan.recipe["training_config"]["rollout"]["rollout_strategy"] == {"type": "off_policy_async",
-                                                                            "age_tolerance": 2}
     assert "hyperpod start-job --namespace kubeflow --recipe" in plan.describe()
+
+
+def test_hyperpod_never_sends_a_null_override(train_file):
+    """Finding: the CLI turns every override into key={value}, so JSON null reached Hydra as the string "None"
+    (aws/sagemaker-hyperpod-cli release_v2 commands/job.py start_training_job). Reasoning off now stays a YAML
+    null inside the recipe file, and the command line carries strings only."""
+    plan = hyperpod.plan(make(train_file, backend="hyperpod", hyper={"reasoning_effort": None}))
+    overrides = json.loads(plan.request["start"][-1])
+    assert all(isinstance(v, str) and v for v in overrides.values())
+    assert "reasoning_effort: null" in plan.recipe_yaml and yaml.safe_load(plan.recipe_yaml)[
+        "training_config"]["reasoning_effort"] is None
+    assert "None" not in plan.request["start"][-1]
+
+
+def test_hyperpod_run_name_keeps_its_digest_within_34_characters(train_file):
+    """Finding: the launcher keeps run.name[:34] (aws/sagemaker-hyperpod-recipes main.py valid_run_name), and
+    names reached 63 characters, so the digest was cut and re-attaching failed."""
+    long = make(train_file, backend="hyperpod").model_copy(update={"name": "a-very-long-experiment-name-for-math-rft"})
+    a = hyperpod.plan(long)
+    assert len(a.job_name) <= 34 and a.job_name == a.job_name[:34] and a.recipe["run"]["name"] == a.job_name
+    b = hyperpod.plan(long.model_copy(update={"hyper": long.hyper.model_copy(update={"learning_rate": 2e-7})}))
+    assert a.job_name[:-8] == b.job_name[:-8] and a.job_name != b.job_name  # the digest survives the cap
+
+
+def test_hyperpod_us_west_2_warns_about_the_launcher_table(train_file):
+    reward = "arn:aws:lambda:us-west-2:123456789012:function:SageMaker-r"
+    plan = hyperpod.plan(make(train_file, backend="hyperpod", aws={"region": "us-west-2"}, reward=reward))
+    assert any("RFT_REGION_ACCOUNT_MAP" in w and "us-west-2" in w for w in plan.warnings)
+    assert plan.overrides["container"].startswith("176779409107.dkr.ecr.us-west-2.amazonaws.com/")
+    assert not any("RFT_REGION_ACCOUNT_MAP" in w for w in hyperpod.plan(make(train_file, backend="hyperpod")).warnings)
 
 
 def test_hyperpod_full_rank_replicas_default_and_allowed_set(train_file):
     plan = hyperpod.plan(make(train_file, backend="hyperpod", hyper={"lora_rank": 0}))
-    assert plan.overrides["recipes.run.replicas"] == 4
+    assert plan.recipe["run"]["replicas"] == 4
     assert plan.recipe_template.endswith("nova_lite_2_0_p5_gpu_rft")
     assert "peft" not in plan.recipe["training_config"]["trainer"]
     with pytest.raises(UserError, match="must be one of 2, 4, 8, 16"):
@@ -355,7 +397,7 @@ def test_bedrock_reward_file_is_deployed_for_the_bedrock_event(train_file):
 
 
 @pytest.mark.parametrize("name, backend", [("aws-smtj", "sagemaker"), ("aws-hyperpod", "hyperpod"),
-                                           ("aws-bedrock", "bedrock")])
+                                           ("aws-bedrock", "bedrock"), ("aws-serverless", "sagemaker-serverless")])
 def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
     """The shipped AWS params files pass notebook 04's validation and give a complete dry-run plan."""
     from nbkit import params, paths
@@ -366,6 +408,7 @@ def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
     values = params.validate("04_launch_training", merged["04_launch_training"], name).model_dump()
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
+    (run / "data" / "eval.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "1+1?"}]}) + "\n")
     (run / "data" / "train.jsonl").write_text("".join(
         json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"{i}+1?"}], "reference_answer": str(i)})
         + "\n" for i in range(150)))
@@ -379,5 +422,29 @@ def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
         assert plan.request["ResourceConfig"]["InstanceCount"] == 2 and "lora_plus_lr_ratio: 64.0" in text
     elif backend == "hyperpod":
         assert plan.request["start"][:2] == ["hyperpod", "start-job"] and "SageMaker-" in plan.reward["function_name"]
-    else:
+    elif backend == "bedrock":
         assert plan.request["customizationConfig"]["rftConfig"]["hyperParameters"]["batchSize"] == 256
+    else:
+        assert plan.trainer["training_type"] == "LORA" and plan.hyperparameters["learning_rate"] == 1e-5
+
+
+def test_bedrock_takes_batch_sizes_that_are_not_a_multiple_of_the_generations(train_file):
+    """Finding: we required batchSize % trainingSamplePerPrompt == 0; the API has no such rule (botocore
+    bedrock/2023-04-20 RFTHyperParameters: batchSize 16..512, trainingSamplePerPrompt 2..16, independent)."""
+    plan = bedrock.plan(make(train_file, backend="bedrock", hyper={"global_batch_size": 100, "number_generation": 16}))
+    hp = plan.request["customizationConfig"]["rftConfig"]["hyperParameters"]
+    assert (hp["batchSize"], hp["trainingSamplePerPrompt"]) == (100, 16)
+    assert not [i for i in plan.spec.check() if i.field == "hyper.global_batch_size"]
+
+
+def test_bedrock_sends_the_eval_split_as_validation_data(train_file, tmp_path):
+    """Finding: eval_data was never sent although CreateModelCustomizationJob has validationDataConfig.validators."""
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"messages": [{"role": "user", "content": "2+2?"}], "reference_answer": "4"}) + "\n")
+    plan = bedrock.plan(make(train_file, backend="bedrock", hyper={"global_batch_size": 128},
+                             eval_data=str(eval_file)))
+    uri = f"s3://my-rft-bucket/rft-workbench/data/sha256-{sha(eval_file)[:20]}/eval.jsonl"
+    assert plan.request["validationDataConfig"] == {"validators": [{"s3Uri": uri}]}
+    assert [u["source"] for u in plan.uploads] == [str(train_file), str(eval_file)]
+    assert "validationDataConfig" not in bedrock.plan(make(train_file, backend="bedrock",
+                                                           hyper={"global_batch_size": 128})).request

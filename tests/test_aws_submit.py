@@ -7,8 +7,10 @@ import json
 import tarfile
 import time
 
+import aws_calls
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -32,11 +34,18 @@ def creds(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+ALLOWED = aws_calls.SIMULATE_ALLOWED
+
+
 @pytest.fixture
 def moto_session(creds):
-    with mock_aws():
+    """moto with the bucket and the SageMaker execution role; AWS calls moto lacks are answered by aws_calls."""
+    with mock_aws(), aws_calls.recording(ALLOWED):
         sess = boto3.Session(region_name=REGION)
         sess.client("s3").create_bucket(Bucket="my-rft-bucket")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+        sess.client("iam").create_role(RoleName="SageMakerRFT", AssumeRolePolicyDocument=json.dumps(trust))
         yield sess
 
 
@@ -84,22 +93,22 @@ def test_dry_run_sends_nothing(train_file, tmp_path, capsys):
 def test_smtj_submit_uploads_once_and_creates_the_planned_job(moto_session, train_file, tmp_path):
     plan = sagemaker.plan(spec_for(train_file))
     handle = sagemaker.submit(plan, tmp_path, session=moto_session)
-    assert handle.job_id == plan.job_name
-    stored = keys(moto_session)
-    assert stored == sorted(u["uri"].split("my-rft-bucket/", 1)[1] for u in plan.uploads)
-    recipe_key = [k for k in stored if k.endswith("recipe.yaml")][0]
+    assert handle.job_id.startswith(plan.job_name + "-")
+    data_key = plan.uploads[0]["uri"].split("my-rft-bucket/", 1)[1]
+    recipe_key = f"rft-workbench/{plan.job_name}/{handle.job_id}/input/recipe/recipe.yaml"
+    assert keys(moto_session) == sorted([data_key, recipe_key])  # the data ours, the recipe the SDK's
     body = moto_session.client("s3").get_object(Bucket="my-rft-bucket", Key=recipe_key)["Body"].read()
-    assert body.decode() == plan.recipe_yaml
-    job = moto_session.client("sagemaker").describe_training_job(TrainingJobName=plan.job_name)
+    assert yaml.safe_load(body) == plan.recipe
+    job = moto_session.client("sagemaker").describe_training_job(TrainingJobName=handle.job_id)
     assert job["HyperParameters"] == plan.request["HyperParameters"]
     assert job["AlgorithmSpecification"]["TrainingImage"] == plan.request["AlgorithmSpecification"]["TrainingImage"]
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "recipe"]
     assert job["ResourceConfig"]["InstanceCount"] == 4
     assert handle.status() == "completed"  # moto completes jobs at once
 
-    # Re-running the same plan uploads nothing new (content-addressed keys already there).
+    # Re-running the same plan uploads no data again (content-addressed keys already there).
     sagemaker.upload_all(plan, moto_session)
-    assert keys(moto_session) == stored
+    assert data_key in keys(moto_session) and len(keys(moto_session)) == 2
 
 
 def test_changed_data_after_planning_is_refused(moto_session, train_file, tmp_path):
@@ -120,42 +129,41 @@ def test_reward_file_is_deployed_to_the_planned_arn(moto_session, train_file, tm
     sagemaker.submit(plan, tmp_path, session=moto_session)
     fn = moto_session.client("lambda").get_function(FunctionName="math-rft-reward")["Configuration"]
     assert fn["FunctionArn"] == plan.reward["arn"] and fn["Role"] == lambda_role
-    job = moto_session.client("sagemaker").describe_training_job(TrainingJobName=plan.job_name)
+    [name] = [j["TrainingJobName"] for j in moto_session.client("sagemaker").list_training_jobs()[
+        "TrainingJobSummaries"]]
+    job = moto_session.client("sagemaker").describe_training_job(TrainingJobName=name)
     assert job["HyperParameters"]["reward_lambda_arn"] == plan.reward["arn"]
 
 
-def test_existing_job_name_is_attached_not_duplicated_and_never_retried(creds, train_file, capsys):
+def test_existing_job_of_the_plan_is_found_by_its_base_name(creds, train_file):
+    """The SDK appends a timestamp; the plan's base name (its request digest) finds the job again."""
     plan = sagemaker.plan(spec_for(train_file))
     client = boto3.client("sagemaker", region_name=REGION)
     stub = Stubber(client)
-    stub.add_client_error("create_training_job", "ResourceInUse", "Training job names must be unique",
-                          expected_params=plan.request)
-    stub.add_response("describe_training_job", _describe(plan.job_name, "InProgress"),
-                      {"TrainingJobName": plan.job_name})
-
-    class Session:
-        def client(self, service, region_name=None, config=None):
-            assert config.retries["total_max_attempts"] == 1
-            return client
-
+    summary = {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+               "CreationTime": "2026-01-01T00:00:00Z", "TrainingJobStatus": "InProgress"}
+    stub.add_response("list_training_jobs", {"TrainingJobSummaries": [
+        summary | {"TrainingJobName": f"{plan.job_name}-eval-ckpt-20260101000000"},  # another plan's job
+        summary | {"TrainingJobName": f"{plan.job_name}-20260101000000"}]},
+        {"NameContains": plan.job_name, "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100})
+    stub.add_response("list_training_jobs", {"TrainingJobSummaries": []},
+                      {"NameContains": plan.job_name, "SortBy": "CreationTime", "SortOrder": "Descending",
+                       "MaxResults": 100})
     with stub:
-        arn = sagemaker.create_training_job(Session(), REGION, plan.request)
-    stub.assert_no_pending_responses()
-    assert arn.endswith(plan.job_name) and "already exists" in capsys.readouterr().out
+        assert sagemaker.existing_job(_FixedSession({"sagemaker": client}), REGION, plan.job_name) == (
+            f"{plan.job_name}-20260101000000")
+        assert sagemaker.existing_job(_FixedSession({"sagemaker": client}), REGION, plan.job_name) == ""
 
 
-def test_access_denied_names_the_permission(creds, train_file):
+def test_access_denied_names_the_permission(moto_session, train_file, tmp_path):
     plan = sagemaker.plan(spec_for(train_file))
-    client = boto3.client("sagemaker", region_name=REGION)
-    stub = Stubber(client)
-    stub.add_client_error("create_training_job", "AccessDeniedException", "not authorized")
 
-    class Session:
-        def client(self, *a, **k):
-            return client
+    def denied(params):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
+                          "CreateTrainingJob")
 
-    with stub, pytest.raises(UserError) as err:
-        sagemaker.create_training_job(Session(), REGION, plan.request)
+    with aws_calls.recording(ALLOWED | {"sagemaker.CreateTrainingJob": denied}), pytest.raises(UserError) as err:
+        sagemaker.submit(plan, tmp_path, session=moto_session)
     assert "sagemaker:CreateTrainingJob" in str(err.value) and "iam:PassRole" in str(err.value)
 
 
@@ -372,32 +380,28 @@ class _MixedSession:
             return self.lam
         return self.moto.client(service, region_name=region_name, config=config)
 
-    def get_credentials(self):
-        return self.moto.get_credentials()
+    def __getattr__(self, name):  # everything else (region, credentials, resources) is the moto session's
+        return getattr(self.moto, name)
 
 
 def test_reward_is_probed_before_the_job_is_created(moto_session, train_file, tmp_path, capsys):
     plan = sagemaker.plan(spec_for(train_file, aws={"probe_reward": True}))
-    lam = boto3.client("lambda", region_name=REGION)
-    stub = Stubber(lam)
     records = [json.loads(line) for line in train_file.read_text().splitlines()[:2]]
-
-    def check_event(params):
-        event = json.loads(params["Payload"])
-        assert [e["id"] for e in event] == ["probe-0", "probe-1"]
-        assert event[0]["messages"][-1] == {"role": "assistant", "content": records[0]["reference_answer"]}
-        assert event[1]["messages"][-1] == {"role": "assistant", "content": ""}
-        assert event[0]["reference_answer"] == "1"  # SageMaker variant: top level
-        return True
-
-    stub.add_response("invoke", {"StatusCode": 200, "Payload": _payload([
-        {"id": "probe-0", "aggregate_reward_score": 1.0}, {"id": "probe-1", "aggregate_reward_score": 0.0}])},
-        {"FunctionName": REWARD, "InvocationType": "RequestResponse", "Payload": _AnyEvent(check_event)})
-    with stub:
-        sagemaker.submit(plan, tmp_path, session=_MixedSession(moto_session, lam))
-    stub.assert_no_pending_responses()
+    reply = {"StatusCode": 200, "Payload": [{"id": "probe-0", "aggregate_reward_score": 1.0},
+                                            {"id": "probe-1", "aggregate_reward_score": 0.0}]}
+    # moto runs Lambda functions only in Docker: the invoke is answered at the botocore boundary instead.
+    with aws_calls.recording(ALLOWED | {"lambda.Invoke": lambda p: reply | {"Payload": _payload(reply["Payload"])}}) \
+            as rec:
+        sagemaker.submit(plan, tmp_path, session=moto_session)
+    [invoke] = rec.params("lambda.Invoke")
+    assert invoke["FunctionName"] == REWARD and invoke["InvocationType"] == "RequestResponse"
+    event = json.loads(invoke["Payload"])
+    assert [e["id"] for e in event] == ["probe-0", "probe-1"]
+    assert event[0]["messages"][-1] == {"role": "assistant", "content": records[0]["reference_answer"]}
+    assert event[1]["messages"][-1] == {"role": "assistant", "content": ""}
+    assert event[0]["reference_answer"] == "1"  # SageMaker variant: top level
+    assert rec.ops().index("lambda.Invoke") < rec.ops().index("sagemaker.CreateTrainingJob")
     assert "reward probe ok" in capsys.readouterr().out
-    moto_session.client("sagemaker").describe_training_job(TrainingJobName=plan.job_name)
 
 
 class _AnyEvent:

@@ -289,7 +289,13 @@ def test_dry_run_and_bedrock_without_outputs_are_explained(tmp_path):
         resolve(run)
 
 
-def test_sagemaker_managed_mlflow_needs_the_plugin():
+def test_sagemaker_managed_mlflow_needs_the_plugin(monkeypatch):
+    import importlib.util
+
+    # make setup installs sagemaker-mlflow (the aws extra): simulate an environment without it.
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sagemaker_mlflow" else find_spec(name, *a))
     arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rft"
     with pytest.raises(UserError, match="sagemaker-mlflow"):
         load_metrics(MlflowRun(arn, "run1"))

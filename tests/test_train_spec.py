@@ -28,7 +28,7 @@ PRICES = {
     "instance_usd_per_hour": {"ml.p5.48xlarge": 100.0},
     "lambda": {"usd_per_million_requests": 0.2, "usd_per_gb_second": 0.0000166667, "memory_gb": 0.5},
     "assumptions": {"tokens_per_s_per_node": 20000, "mean_completion_fill": 0.5, "startup_s": 1200,
-                    "reward_latency_s": 0.5, "samples_per_lambda_invocation": 1,
+                    "reward_latency_s": 0.5, "lambda_batch_size": 128,
                     "local_tiny_tokens_per_s": 9400, "local_tiny_prompt_tokens": 26},
 }
 
@@ -185,13 +185,34 @@ def test_from_params_fills_preset_run_paths_and_name(tmp_path):
     assert spec.name == "rft-my-run"
 
 
-def test_from_params_nova_preset_fits_the_surface_but_keeps_user_values():
-    spec = from_params({"backend": "sagemaker", "model": "amazon.nova-2-lite-v1:0:256k"})
-    assert spec.hyper.global_batch_size == 64  # guidance 256 is outside SMTJ LoRA's 16..128: the recipe default
-    assert spec.hyper.max_length == 10240 and spec.hyper.learning_rate == 1e-7
+def test_unset_values_take_each_surface_recipe_defaults_and_say_so():
+    """Finding: the `nova` preset silently changed SMTJ's published defaults (top_k 0 instead of the recipe's 1,
+    ent_coeff 0.001 instead of 0.0). Unset values now come from the surface's recipe (aws/sagemaker-hyperpod-recipes
+    nova_lite_v2_smtj_p5_p5en_gpu_lora_rft.yaml: top_k 1, ent_coeff 0.0, lr 1e-4, number_generation 2, max_length
+    8192; nova_lite_2_0_p5_gpu_lora_rft.yaml: top_k 0, ent_coeff 0.001), and `sources` says so."""
+    smtj = from_params({"backend": "sagemaker", "model": "amazon.nova-2-lite-v1:0:256k", "learning_rate": 2e-5})
+    h = smtj.hyper
+    assert (h.top_k, h.entropy_coef, h.number_generation, h.max_length, h.global_batch_size) == (1, 0.0, 2, 8192, 64)
+    assert (h.max_new_tokens, h.kl_coef, h.reasoning_effort, h.learning_rate) == (6000, 0.001, "high", 2e-5)
+    assert smtj.sources["top_k"] == "recipe nova_lite_v2_smtj_p5_p5en_gpu_lora_rft"
+    assert smtj.sources["learning_rate"] == "params" and smtj.sources["max_steps"] == "from epochs and the data size"
+    smhp = from_params({"backend": "hyperpod"}).hyper
+    assert (smhp.top_k, smhp.entropy_coef, smhp.number_generation, smhp.global_batch_size) == (0, 0.001, 8, 256)
+    # A spec built directly gets the same treatment for the fields it leaves unset.
+    assert derived.with_surface_defaults(_spec("sagemaker", max_steps=10)).hyper.top_k == 1
+
+
+def test_nova_preset_sets_only_the_guidance_and_fits_the_surface():
+    spec = from_params({"backend": "sagemaker", "preset": "nova"})
+    h = spec.hyper
+    assert (h.learning_rate, h.number_generation, h.max_new_tokens) == (1e-7, 8, 8192)
+    assert h.global_batch_size == 64 and "replaced by the surface default" in spec.sources["global_batch_size"]
+    assert (h.top_k, h.entropy_coef) == (1, 0.0)  # not the guidance's business: the recipe's values
     user = from_params({"backend": "sagemaker", "global_batch_size": 256})
     assert user.hyper.global_batch_size == 256 and "hyper.global_batch_size" in _errors(user)
     assert fit_to_surface({"learning_rate": 1e-9}, "hyperpod") == {"learning_rate": 7e-7}
+    off = from_params({"backend": "hyperpod", "reasoning_effort": "none"})
+    assert off.hyper.reasoning_effort is None and off.sources["reasoning_effort"] == "params"
 
 
 def test_from_params_max_steps_zero_means_from_epochs():
@@ -232,15 +253,17 @@ def test_derived_hyperpod_by_hand():
     assert d.epochs_effective == pytest.approx(1.024)
     assert d.total_rollouts == 8192 and d.reward_calls == 8192
     assert d.completion_tokens_max == 8192 * 8192 and d.completion_tokens_expected == 8192 * 4096
-    assert (d.lambda_concurrency, d.lambda_invocations, d.lambda_waves_per_step) == (100, 8192, 3)
+    # 256 rollouts a step go to the reward 128 at a time (lambda_batch_size): 2 invocations, one wave at
+    # concurrency 100, each scoring 128 samples of 0.5 s (the old estimate assumed one sample per call: 8192 calls)
+    assert (d.lambda_concurrency, d.lambda_invocations, d.lambda_waves_per_step) == (100, 64, 1)
     assert (d.instance_type, d.instance_count) == ("ml.p5.48xlarge", 2)
-    step = 256 * 0.5 * 8192 / (20000 * 2) + 3 * 0.5  # generation + 3 reward waves of 0.5 s
+    step = 256 * 0.5 * 8192 / (20000 * 2) + 1 * 128 * 0.5  # generation + 1 reward wave of 128 samples
     assert d.step_time_s == pytest.approx(step)
     assert d.wall_time_s == pytest.approx(1200 + 32 * step)
     hours = (1200 + 32 * step) / 3600 * 2
     assert d.instance_hours == pytest.approx(hours)
     assert d.compute_cost_usd == pytest.approx(hours * 100.0)
-    lam = 8192 / 1e6 * 0.2 + 8192 * 0.5 * 0.5 * 0.0000166667
+    lam = 64 / 1e6 * 0.2 + 8192 * 0.5 * 0.5 * 0.0000166667  # requests + GB-seconds of every sample
     assert d.lambda_cost_usd == pytest.approx(lam)
     assert d.cost_usd == pytest.approx(hours * 100.0 + lam)
     assert d.prices_as_of == "2000-01-01"
@@ -249,19 +272,20 @@ def test_derived_hyperpod_by_hand():
 def test_derived_smtj_with_epochs_concurrency_and_measured_latency():
     spec = _spec("sagemaker", global_batch_size=64, epochs=2)
     d = derived.compute(spec, 100, PRICES, reward_latency_s=2.0, prompt_tokens_mean=100)
-    # SMTJ does not take number_generation: its recipe samples 2 per prompt, so a step sees 64 / 2 = 32 prompts
+    # number_generation unset: the SMTJ recipe's 2 per prompt, so a step sees 64 / 2 = 32 prompts
     assert (d.prompts_per_step, d.steps_per_epoch, d.total_steps, d.total_rollouts) == (32, 4, 8, 512)
     assert d.epochs_effective == pytest.approx(8 * 32 / 100)
-    assert any("samples 2 completions per prompt" in a for a in d.assumptions)
-    assert (d.lambda_concurrency, d.lambda_waves_per_step, d.instance_count) == (12, 6, 4)  # ceil(64/12)
-    assert d.step_time_s == pytest.approx(64 * 0.5 * 8192 / (20000 * 4) + 6 * 2.0)
-    assert d.tokens_expected == 512 * 100 + 512 * 4096
+    assert (d.lambda_concurrency, d.lambda_waves_per_step, d.instance_count) == (12, 1, 4)  # one call of 64
+    assert d.lambda_invocations == 8
+    assert d.step_time_s == pytest.approx(64 * 0.5 * 6000 / (20000 * 4) + 64 * 2.0)  # recipe's 6000 new tokens
+    assert d.tokens_expected == 512 * 100 + 512 * 3000
     assert not any("no measured latency" in a for a in d.assumptions)
     assert not d.warnings
     few = derived.compute(_spec("sagemaker", global_batch_size=64), 100, PRICES)
     assert few.total_steps == 4 and any("outside" in w and "5..100000" in w for w in few.warnings)
-    warn = [i for i in spec.check() if i.field == "hyper.number_generation"]
-    assert warn and warn[0].severity == "warning" and "recipe's value 2 applies" in warn[0].message
+    # Finding: SMTJ forced number_generation to 2. The recipe has the key and the SDK keeps it: it is sent.
+    four = derived.compute(_spec("sagemaker", global_batch_size=64, number_generation=4, epochs=2), 100, PRICES)
+    assert four.prompts_per_step == 16 and not [i for i in spec.check() if i.field == "hyper.number_generation"]
 
 
 def test_derived_local_preset_by_hand():
@@ -316,5 +340,5 @@ def test_count_records_and_for_run(tmp_path):
     (tmp_path / "reward" / "report.json").write_text(json.dumps({"latency": {"p50_s": 0.25}}))
     spec = _spec("hyperpod").model_copy(update={"train_data": str(data / "train.jsonl")})
     d = derived.for_run(spec, tmp_path, PRICES)
-    assert d.n_train == 3 and d.step_time_s == pytest.approx(256 * 0.5 * 8192 / 40000 + 3 * 0.25)
+    assert d.n_train == 3 and d.step_time_s == pytest.approx(256 * 0.5 * 8192 / 40000 + 128 * 0.25)
     assert derived.for_run(spec.model_copy(update={"train_data": "s3://b/t"}), tmp_path) is None

@@ -229,7 +229,7 @@ def from_job(job_file: Path) -> tuple[Source, JobContext]:
     uri, run_id = _get(record, "mlflow_tracking_uri", "aws"), _get(record, "mlflow_run_id")
     if backend == "hyperpod" and uri and run_id:
         return MlflowRun(str(uri), str(run_id)), context
-    if backend == "sagemaker":
+    if backend in ("sagemaker", "sagemaker-serverless"):  # a serverless customization job is a training job
         name = _get(record, "job_name") or _get(record, "training_job_name") or context.job_id.rsplit("/", 1)[-1]
         group = _get(record, "log_group") or "/aws/sagemaker/TrainingJobs"
         return CloudWatchLogs(str(group), str(name), "smtj", region), context

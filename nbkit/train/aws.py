@@ -696,3 +696,15 @@ def spec_problems(spec: Any, surface: str) -> tuple[list[str], list[str]]:
     """The spec's own range/cross-field checks on `surface`, as (errors, warnings) strings."""
     issues = spec.check(surface)
     return ([str(i) for i in issues if i.severity == "error"], [str(i) for i in issues if i.severity != "error"])
+
+
+def provenance_lines(spec: Any) -> list[str]:
+    """"where each hyperparameter comes from" lines for a plan's description (spec.sources)."""
+    if not spec.sources:
+        return []
+    lines = ["hyperparameters (value <- where it comes from):"]
+    for name, source in spec.sources.items():
+        value = getattr(spec.hyper, name, None)
+        shown = "null" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        lines.append(f"  {name} = {shown}  <- {source}")
+    return lines

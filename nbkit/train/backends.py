@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from nbkit.train.job import JobHandle, Plan
     from nbkit.train.spec import JobSpec
 
-MODULES = {name: f"nbkit.train.{name}" for name in BACKENDS}
-EXTRAS = {"local": "local", "sagemaker": "all", "hyperpod": "all", "bedrock": "all"}
+MODULES = {name: f"nbkit.train.{name}" for name in BACKENDS} | {"sagemaker-serverless": "nbkit.train.serverless"}
+EXTRAS = {"local": "local", "sagemaker": "aws", "hyperpod": "aws", "bedrock": "aws", "sagemaker-serverless": "aws"}
 REQUIRED = ("plan", "submit", "handle_from_dict")
 
 

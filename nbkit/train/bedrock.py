@@ -6,7 +6,10 @@ botocore rejects values under a minimum but not over a maximum, so every range i
 together with the dataset size Bedrock accepts (100..20,000 prompts), the region (Nova 2 Lite customization is
 us-east-1 only), and the ARN/S3 forms. The idempotency token and the job name derive from the request, so
 submitting the same plan twice creates one job. Bedrock passes `reference_answer` and extra keys to the reward
-under `metadata`: a reward deployed from a file is packaged for that event variant.
+under `metadata`: a reward deployed from a file is packaged for that event variant. The evaluation split, when
+given, goes to `validationDataConfig.validators[].s3Uri` (botocore bedrock/2023-04-20 ValidationDataConfig), so
+Bedrock reports validation metrics beside the training ones. `batchSize` need not be a multiple of
+`trainingSamplePerPrompt`: the API has no such rule.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pydantic import Field
 from nbkit.errors import UserError
 from nbkit.train import aws, sagemaker
 from nbkit.train.job import JobHandle, Plan
-from nbkit.train.spec import JobSpec
+from nbkit.train.spec import JobSpec, with_surface_defaults
 
 CUSTOMIZATION_TYPE = "REINFORCEMENT_FINE_TUNING"
 MIN_PROMPTS, MAX_PROMPTS = 100, 20_000
@@ -64,6 +67,7 @@ class BedrockPlan(Plan):
         lines = [super().describe(), "uploads (content-addressed; skipped when already there):"]
         lines += [f"  {u['source']} -> {u['uri']}" for u in self.uploads] or ["  (none: data is on S3)"]
         lines.append(sagemaker._reward_line(self.reward) + " [Bedrock event variant: reference under metadata]")
+        lines += aws.provenance_lines(self.spec)
         return "\n".join(lines)
 
 
@@ -76,6 +80,7 @@ def base_model_arn(region: str) -> str:
 
 def plan(spec: JobSpec) -> BedrockPlan:
     """The Bedrock RFT job for `spec`. Pure: reads the local data file to count and hash it, sends nothing."""
+    spec = with_surface_defaults(spec)
     problems, warnings = aws.spec_problems(spec, "bedrock")
     a, h = spec.aws, spec.hyper
     region = a.region
@@ -84,6 +89,7 @@ def plan(spec: JobSpec) -> BedrockPlan:
     base = aws.s3_base(a.s3_bucket, a.s3_prefix, problems)
     output = aws.output_location(spec, base, problems)
     data_uri, upload = aws.plan_data(spec.train_data, "train_data", base, problems)
+    eval_uri, eval_upload = aws.plan_data(spec.eval_data, "eval_data", base, problems) if spec.eval_data else ("", None)
     n_train = _dataset_size(spec, problems, warnings)
     reward = aws.plan_reward(spec, region, problems, target="bedrock")
     base_model = _base_model(spec, region, problems)
@@ -111,6 +117,7 @@ def plan(spec: JobSpec) -> BedrockPlan:
         "baseModelIdentifier": base_model,
         "customizationType": CUSTOMIZATION_TYPE,
         "trainingDataConfig": {"s3Uri": data_uri},
+        **({"validationDataConfig": {"validators": [{"s3Uri": eval_uri}]}} if eval_uri else {}),
         "outputDataConfig": {"s3Uri": output},
         "customizationConfig": {"rftConfig": {
             "graderConfig": {"lambdaGrader": {"lambdaArn": reward["arn"]}},
@@ -128,7 +135,7 @@ def plan(spec: JobSpec) -> BedrockPlan:
     aws.raise_problems(problems, f"Bedrock plan for {spec.name!r}")
     request = {"jobName": name, "customModelName": model_name, **request, "clientRequestToken": token[:64]}
     return BedrockPlan(spec=spec, region=region, job_name=name, request=request, warnings=warnings,
-                       uploads=[upload.to_dict()] if upload else [], reward=reward, n_train=n_train)
+                       uploads=[u.to_dict() for u in (upload, eval_upload) if u], reward=reward, n_train=n_train)
 
 
 def hyper_problems(hyper: dict[str, Any]) -> list[str]:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
-from nbkit.train.spec import SURFACE_TITLES, JobSpec, effective, ranges, surface_default
+from nbkit.train.spec import (
+    SURFACE_TITLES,
+    JobSpec,
+    effective,
+    ranges,
+    surface_default,
+    with_surface_defaults,
+)
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -57,6 +64,7 @@ class Derived:
     prices_as_of: str
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    lambda_samples_per_call: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +91,7 @@ class Derived:
         if self.lambda_invocations is not None:
             rows += [
                 ("Lambda concurrency limit", _count(self.lambda_concurrency), "aws setting or surface default"),
-                ("Lambda invocations", _count(self.lambda_invocations), "rollouts / samples per invocation"),
+                ("Lambda invocations", _count(self.lambda_invocations), "rollouts / lambda_batch_size per step"),
                 ("Lambda waves per step", _count(self.lambda_waves_per_step), "invocations per step / concurrency"),
             ]
         if self.instance_count is not None and self.instance_type is not None:
@@ -194,6 +202,7 @@ def compute(spec: JobSpec, n_train: int, prices: str | os.PathLike | dict | None
         raise UserError(f"n_train = {n_train}: the number of training prompts cannot be negative")
     table = load_prices(prices)
     assume = table.get("assumptions", {})
+    spec = with_surface_defaults(spec)
     h, surface = spec.hyper, spec.surface
     notes: list[str] = []
     generations = effective(spec, "number_generation")
@@ -276,19 +285,22 @@ def _local_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], prompt_t
 
 def _lambda_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], lam: dict[str, Any],
                       latency: float) -> None:
-    """Invocations, sequential waves per step at the concurrency limit, and the Lambda bill."""
-    per_call = int(assume.get("samples_per_lambda_invocation", 1))
+    """Invocations (samples batched `lambda_batch_size` at a time), sequential waves per step at the concurrency
+    limit, and the Lambda bill: requests plus GB-seconds of every sample scored."""
+    batch = max(1, int(assume.get("lambda_batch_size", 1)))
     concurrency = spec.aws.lambda_concurrency_limit or surface_default(d.surface, "lambda_concurrency_limit")
-    per_step = math.ceil(d.rollouts_per_step / per_call)
+    per_step = math.ceil(d.rollouts_per_step / batch)
     d.lambda_invocations = per_step * d.total_steps
     d.lambda_concurrency = concurrency
     if concurrency:
         d.lambda_waves_per_step = math.ceil(per_step / concurrency)
-    d.assumptions.append(f"{per_call} sample(s) per Lambda invocation (the service's batch size is not documented)")
+    d.lambda_samples_per_call = min(batch, d.rollouts_per_step)
+    d.assumptions.append(f"up to {batch} samples per Lambda invocation (lambda_batch_size; the reward scores "
+                         f"them one after another, {latency:g} s each)")
     memory = float(lam.get("memory_gb", 0.5))
     d.lambda_cost_usd = (
         d.lambda_invocations / 1e6 * float(lam.get("usd_per_million_requests", 0.0))
-        + d.lambda_invocations * latency * memory * float(lam.get("usd_per_gb_second", 0.0))
+        + d.reward_calls * latency * memory * float(lam.get("usd_per_gb_second", 0.0))
     )
     d.assumptions.append(f"Lambda memory {memory:g} GB")
 
@@ -296,10 +308,10 @@ def _lambda_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], lam: di
 def _managed_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], table: dict[str, Any],
                        latency: float) -> None:
     """Wall time and compute cost of SageMaker surfaces; Bedrock gets a cost only with a price per hour."""
-    if d.surface == "bedrock":
+    if d.surface == "bedrock" or d.surface.startswith("serverless"):
         d.assumptions.append(
-            "Bedrock manages the compute and does not say how many nodes it uses: no wall-time or compute-cost "
-            "estimate (only the Lambda cost)"
+            f"{SURFACE_TITLES[d.surface]} manages the compute and does not say how many nodes it uses: no wall-time "
+            "or compute-cost estimate (only the Lambda cost)"
         )
         return
     nodes = spec.aws.instance_count or surface_default(d.surface, "instance_count")
@@ -307,7 +319,7 @@ def _managed_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], table:
     tps = float(assume["tokens_per_s_per_node"])
     fill = float(assume.get("mean_completion_fill", 1.0))
     gen_s = d.rollouts_per_step * fill * spec.hyper.max_new_tokens / (tps * nodes)
-    reward_s = (d.lambda_waves_per_step or 1) * latency
+    reward_s = (d.lambda_waves_per_step or 1) * (d.lambda_samples_per_call or 1) * latency
     d.instance_type, d.instance_count = itype, nodes
     d.step_time_s = gen_s + reward_s
     d.wall_time_s = float(assume.get("startup_s", 0.0)) + d.step_time_s * d.total_steps

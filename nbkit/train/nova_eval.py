@@ -20,7 +20,7 @@ from typing import Any
 from nbkit.errors import UserError
 from nbkit.train import aws, hyperpod, sagemaker
 from nbkit.train.job import JobHandle, Plan
-from nbkit.train.spec import JobSpec
+from nbkit.train.spec import JobSpec, with_surface_defaults
 
 RESULTS_KEY_PART = "rft_eval"
 FRAME_COLUMNS = ("prompt_id", "sample", "prompt", "reference", "response", "reward", "status", "components",
@@ -42,7 +42,7 @@ def plan(spec: JobSpec, checkpoint: str = "", backend: str = "", data: str = "",
     if backend not in ("sagemaker", "hyperpod"):
         raise UserError(f"backend = {backend!r}: managed rft_eval runs on sagemaker (SMTJ) or hyperpod; evaluate "
                         "local or Bedrock models with nbkit.evaluate.sample_and_score")
-    spec = spec.model_copy(update={"backend": backend})
+    spec = with_surface_defaults(spec.model_copy(update={"backend": backend}))
     problems: list[str] = []
     warnings: list[str] = []
     region = spec.aws.region
@@ -79,15 +79,18 @@ def plan(spec: JobSpec, checkpoint: str = "", backend: str = "", data: str = "",
             "sagemaker_recipe_local_path": sagemaker.RECIPE_CONTAINER_PATH}
         skeleton = sagemaker.common_request(spec, image, hyper, [sagemaker._channel(sagemaker.DATA_CHANNEL, data_uri)],
                                             output, instance_count)
-        name = aws.job_name(f"{spec.name}-eval-{which}", aws.digest({"values": values, "request": skeleton}))
+        name = aws.job_name(f"{spec.name}-eval-{which}", aws.digest({"values": values, "request": skeleton}),
+                            limit=sagemaker.JOB_BASE_LIMIT)
         values["run.name"] = name
         return sagemaker.build(spec, "eval", "eval", name, values, skeleton, [upload], reward, output, warnings,
                                staging=base or output)
     values |= {"run.data_s3_path": data_uri, "run.output_s3_path": output,
                "run.mlflow_tracking_uri": spec.aws.mlflow_tracking_uri}
-    name = aws.job_name(f"{spec.name}-eval-{which}".lower(), aws.digest({"values": values}))
+    name = hyperpod.run_name(f"{spec.name}-eval-{which}", aws.digest({"values": values}))
     values["run.name"] = name
-    return hyperpod.build(spec, "eval", "eval", name, values, [upload], reward, output, warnings)
+    hyperpod.region_warning(region, warnings)
+    return hyperpod.build(spec, "eval", "eval", name, values, [upload], reward, output, warnings,
+                          hyperpod.image_uri(region, "eval"))
 
 
 def _model(checkpoint: str, backend: str, problems: list[str], warnings: list[str]) -> str:

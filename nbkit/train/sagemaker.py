@@ -1,19 +1,22 @@
-"""SageMaker training job (SMTJ) backend: Nova 2 Lite RFT through the documented recipe path.
+"""SageMaker training job (SMTJ) backend: Nova 2 Lite RFT through the sagemaker v3 SDK's recipe path.
 
-The AWS way to launch is the `sagemaker` v3 SDK: `ModelTrainer.from_recipe(training_recipe, compute,
-recipe_overrides, training_image, role, base_job_name).train(input_data_config=[InputData("train", ...)])`.
-That SDK is ~1 GB and validates the role through IAM, so this backend does not install it: `plan` computes the
-same `from_recipe` arguments (shown for review, and to paste into a notebook that has the SDK) and the
-CreateTrainingJob request they lead to, which `submit` sends with boto3. What the SDK does for a Nova recipe,
-and this module mirrors:
+`plan` is offline and needs no credentials: it resolves the recipe (the surface's published template plus
+only the values the spec changes), and computes the `ModelTrainer.from_recipe(...)` arguments and the
+CreateTrainingJob request the SDK sends for them. `submit` uploads the data (content-addressed), deploys and
+probes the reward if planned, then calls exactly those `from_recipe(...)` arguments and `.train(wait=False)`
+(sagemaker-train 1.27.0). What the SDK does for a Nova recipe (sagemaker/train/sm_recipes/utils.py
+_get_args_from_nova_recipe, model_trainer.py _create_training_job_args), and the plan mirrors:
 - the resolved recipe is uploaded and passed as input channel `recipe` (container path
   /opt/ml/input/data/recipe/recipe.yaml, announced in hyperparameter `sagemaker_recipe_local_path`);
 - `run.model_name_or_path` becomes hyperparameter `base_model`, or `base_model_location` for an s3:// checkpoint;
 - `run.reward_lambda_arn` becomes hyperparameter `reward_lambda_arn`;
-- the image is the region's Nova RFT image; `instance_count` is the recipe's `run.replicas`.
-Differences, on purpose: uploads are content-addressed (re-running does not duplicate data), the job name is
-deterministic (the SDK appends a timestamp, which would let a re-run pay twice), and the stopping condition
-defaults to 24 h (the SDK's 1 h would kill any real RFT run).
+- the job is named `<base_job_name>-<YYYYmmddHHMMSS>` (utils.py _get_unique_name) and the recipe goes to
+  `s3://<bucket>/<prefix>/<base_job_name>/<job name>/input/recipe/recipe.yaml`: those two values exist only at
+  submit, so the plan's request holds the base name and the recipe's content address instead.
+The base name is deterministic (the request's digest): submitting the same plan again finds the job through
+ListTrainingJobs and attaches to it instead of paying twice. The stopping condition defaults to 24 h (the
+SDK's 1 h would kill any real RFT run), and the SDK's usage telemetry is switched off (only the calls the
+plan shows leave the machine).
 """
 
 from __future__ import annotations
@@ -29,14 +32,22 @@ from nbkit.errors import UserError
 from nbkit.train import aws
 from nbkit.train import recipes as rec
 from nbkit.train.job import DryRunHandle, JobHandle, Plan
-from nbkit.train.spec import JobSpec, steps_for, surface_default
+from nbkit.train.spec import (
+    JobSpec,
+    from_recipe_default,
+    recipe_key,
+    steps_for,
+    surface_default,
+    with_surface_defaults,
+)
 
 INSTANCE_TYPES = ("ml.p5.48xlarge", "ml.p5en.48xlarge")
-RECIPE_CHANNEL = "recipe"
+RECIPE_CHANNEL = "recipe"  # sagemaker.train.constants SM_RECIPE / SM_RECIPE_YAML
 RECIPE_FILE = "recipe.yaml"
 RECIPE_CONTAINER_PATH = f"/opt/ml/input/data/{RECIPE_CHANNEL}/{RECIPE_FILE}"
 DATA_CHANNEL = "train"
 VOLUME_SIZE_GB = 30  # ModelTrainer's default volume
+JOB_BASE_LIMIT = 48  # the SDK appends "-YYYYmmddHHMMSS" and cuts at 63 characters
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MIN_DOCUMENTED_PROMPTS = 100
 
@@ -57,6 +68,7 @@ class SageMakerPlan(Plan):
     uploads: list[dict[str, Any]]
     reward: dict[str, Any]
     output_s3_path: str
+    staging: str = Field(description="s3://bucket/prefix where the SDK uploads the recipe")
 
     def describe(self) -> str:
         head = super().describe()
@@ -65,8 +77,11 @@ class SageMakerPlan(Plan):
         lines = [head, "uploads (content-addressed; skipped when already there):"]
         lines += [f"  {u['source']} -> {u['uri']}" for u in self.uploads]
         lines.append(_reward_line(self.reward))
-        lines.append(f"output: {self.output_s3_path}/{self.job_name}/output/output.tar.gz")
-        lines.append("resolved recipe (uploaded as channel 'recipe'):")
+        lines += aws.provenance_lines(self.spec)
+        lines.append(f"job name at submit: {self.job_name}-{SUBMIT_STAMP} (the SDK's UTC timestamp; the same plan "
+                     "submitted again attaches to its job)")
+        lines.append(f"output: {self.output_s3_path}/<job name>/output/output.tar.gz")
+        lines.append("resolved recipe (the SDK uploads it as channel 'recipe'):")
         lines += ["  " + line for line in self.recipe_yaml.rstrip().splitlines()]
         lines.append("equivalent sagemaker v3 SDK call (ModelTrainer.from_recipe(...).train(...)):")
         sdk = yaml.safe_dump({"from_recipe": self.from_recipe, "train": self.train_call}, sort_keys=False, width=100)
@@ -89,6 +104,7 @@ def plan(spec: JobSpec) -> SageMakerPlan:
     Every problem (spec ranges on the surface, ARNs, S3 forms, region, instances, data) is collected and
     raised together in one UserError naming the fields.
     """
+    spec = with_surface_defaults(spec)
     surface = spec.surface
     problems, warnings = aws.spec_problems(spec, surface)
     region = spec.aws.region
@@ -105,28 +121,36 @@ def plan(spec: JobSpec) -> SageMakerPlan:
     steps = resolve_steps(spec, problems, warnings)
     concurrency = spec.aws.lambda_concurrency_limit or surface_default(surface, "lambda_concurrency_limit")
     aws.raise_problems(problems, f"SageMaker training job plan for {spec.name!r}")
+    staging = base or output
 
     values = recipe_values(spec, surface, model=model, data_uri=data_uri, reward_arn=reward["arn"],
                            replicas=instance_count, concurrency=concurrency, steps=steps)
     skeleton = _request_skeleton(spec, image, model, reward["arn"], data_uri, output, instance_count)
     name = aws.job_name(spec.name, aws.digest({"recipe": rec.template(surface).upstream, "values": values,
-                                                "request": skeleton}))
+                                                "request": skeleton}), limit=JOB_BASE_LIMIT)
     values["run.name"] = name
     return build(spec, "train", surface, name, values, skeleton, [data_upload], reward, output, warnings,
-                 staging=base or output)
+                 staging=staging)
+
+
+SUBMIT_STAMP = "YYYYmmddHHMMSS"  # stands for the SDK's timestamp in names known only at submit
 
 
 def build(spec: JobSpec, kind: str, template_key: str, name: str, values: dict[str, Any],
           skeleton: dict[str, Any], uploads: list[aws.Upload | None], reward: dict[str, Any], output: str,
           warnings: list[str], staging: str) -> SageMakerPlan:
-    """Resolve the recipe, place it content-addressed, and complete the request (shared with rft_eval)."""
+    """Resolve the recipe and complete the request the SDK will send (shared with rft_eval).
+
+    `staging` (s3://bucket/prefix) is where the SDK uploads the recipe: its session's default bucket and prefix.
+    """
     template = rec.template(template_key)
     values = {"run.name": values["run.name"], **values}  # name first in the overrides shown
     recipe = rec.resolve(rec.apply(rec.load(template_key), values))
     text = rec.dump(recipe)
-    recipe_upload = aws.plan_bytes_upload(text.encode(), f"{staging}/recipes", RECIPE_FILE)
-    request = {"TrainingJobName": name, **skeleton}
-    request["InputDataConfig"] = [*skeleton["InputDataConfig"], _channel(RECIPE_CHANNEL, recipe_upload.uri)]
+    job = f"{name}-{SUBMIT_STAMP}"
+    request = {"TrainingJobName": job, **skeleton}
+    recipe_uri = f"{staging}/{name}/{job}/input/{RECIPE_CHANNEL}/{RECIPE_FILE}"
+    request["InputDataConfig"] = [*skeleton["InputDataConfig"], _channel(RECIPE_CHANNEL, recipe_uri)]
     request = _ordered(request)
     compute = {"instance_type": spec.aws.instance_type,
                "instance_count": request["ResourceConfig"]["InstanceCount"],
@@ -147,21 +171,23 @@ def build(spec: JobSpec, kind: str, template_key: str, name: str, values: dict[s
         {"channel_name": c["ChannelName"], "data_source": c["DataSource"]["S3DataSource"]["S3Uri"]}
         for c in skeleton["InputDataConfig"]
     ]
-    all_uploads = [u for u in uploads if u is not None] + [recipe_upload]
     return SageMakerPlan(
         spec=spec, kind=kind, region=spec.aws.region, job_name=name, request=request, warnings=warnings,
         recipe_template=template.upstream, recipe=recipe, recipe_yaml=text, recipe_overrides=rec.nested(values),
         from_recipe=from_recipe, train_call={"input_data_config": data_channels, "wait": False},
-        uploads=[u.to_dict() for u in all_uploads], reward=reward, output_s3_path=output,
+        uploads=[u.to_dict() for u in uploads if u is not None], reward=reward, output_s3_path=output,
+        staging=staging,
     )
 
 
 def recipe_values(spec: JobSpec, surface: str, *, model: str, data_uri: str, reward_arn: str, replicas: int,
                   concurrency: int | None, steps: int) -> dict[str, Any]:
-    """Dotted recipe paths -> values from the spec, with the surface's key spellings.
+    """Dotted recipe paths -> values to override, in the surface's key spellings.
 
-    Only keys the surface's template has are set (the SDK would drop others with a warning); knobs the
-    surface does not expose (SMTJ: number_generation; SMHP: kl_loss_coef) keep the recipe's value.
+    Only what differs from the published recipe is sent: a value the spec took from the recipe itself
+    (`spec.sources`) stays the recipe's own, so the plan's overrides are exactly the user's changes. Only keys
+    the surface's template has are set (the SDK drops others with a warning; HyperPod has no kl_loss_coef).
+    A null (reasoning off) stays a YAML null in the recipe file: never the string "None".
     """
     h = spec.hyper
     prefix = surface.split("-")[0]
@@ -170,28 +196,22 @@ def recipe_values(spec: JobSpec, surface: str, *, model: str, data_uri: str, rew
         "run.data_s3_path": data_uri,
         "run.replicas": replicas,
         "run.reward_lambda_arn": reward_arn,
-        "training_config.max_length": h.max_length,
-        "training_config.global_batch_size": h.global_batch_size,
-        "training_config.reasoning_effort": h.reasoning_effort,
-        "training_config.rollout.generator.max_new_tokens": h.max_new_tokens,
-        "training_config.rollout.generator.temperature": h.temperature,
-        "training_config.rollout.generator.top_k": h.top_k,
         "training_config.trainer.max_steps": steps,
-        "training_config.trainer.save_steps": h.save_steps,
-        "training_config.trainer.ent_coeff": h.entropy_coef,
-        "training_config.trainer.optim_config.lr": h.learning_rate,
-        "training_config.trainer.optim_config.weight_decay": h.weight_decay,
     }
-    if concurrency is not None:
-        values["training_config.rollout.rewards.api_endpoint.lambda_concurrency_limit"] = concurrency
+    fields = ["max_length", "global_batch_size", "reasoning_effort", "max_new_tokens", "temperature", "top_k",
+              "entropy_coef", "learning_rate", "weight_decay", "number_generation", "save_steps"]
     if prefix == "smtj":
         values["training_config.rollout.rewards.api_endpoint.lambda_arn"] = reward_arn
-        values["training_config.trainer.kl_loss_coef"] = h.kl_coef
-    else:  # smhp: the recipe interpolates lambda_arn from run.reward_lambda_arn
-        values["training_config.rollout.advantage_strategy.number_generation"] = h.number_generation
+        fields.append("kl_coef")
     if h.lora_rank:
-        values["training_config.trainer.peft.lora_tuning.alpha"] = h.lora_alpha
-        values[f"training_config.trainer.peft.lora_tuning.{rec.LORAPLUS_KEY[prefix]}"] = h.loraplus_lr_ratio
+        fields += ["lora_alpha", "loraplus_lr_ratio"]
+    for name in fields:
+        if from_recipe_default(spec, name):
+            continue
+        key = "training_config.trainer.save_steps" if name == "save_steps" else recipe_key(surface, name)
+        values[key] = getattr(h, name)
+    if concurrency is not None:
+        values["training_config.rollout.rewards.api_endpoint.lambda_concurrency_limit"] = concurrency
     return values
 
 
@@ -239,12 +259,13 @@ def _image(spec: JobSpec, region: str, kind: str, problems: list[str], warnings:
 
 
 def _instance_count(spec: JobSpec, surface: str, problems: list[str]) -> int:
+    """SMTJ Nova RFT runs on 2, 4, 6 or 8 instances, LoRA and full rank alike (reference section 9)."""
     count = spec.aws.instance_count or surface_default(surface, "instance_count")
-    minimum = surface_default(surface, "min_instance_count") or 1
-    if count < minimum:
+    allowed = surface_default(surface, "instance_counts")
+    if count not in allowed:
         kind = "LoRA" if surface.endswith("lora") else "full-rank"
-        problems.append(f"aws.instance_count = {count}: SMTJ {kind} RFT needs at least {minimum} instances "
-                        f"(default {surface_default(surface, 'instance_count')})")
+        problems.append(f"aws.instance_count = {count}: SMTJ {kind} RFT runs on {', '.join(map(str, allowed))} "
+                        f"instances (default {surface_default(surface, 'instance_count')})")
     return count
 
 
@@ -314,15 +335,8 @@ def no_retry_config() -> Any:
 
 
 def plan_uploads(plan: Any) -> list[aws.Upload]:
-    """The plan's uploads as Upload objects; generated content (the recipe) comes from the plan itself."""
-    out = []
-    for item in plan.uploads:
-        if item["source"] == "(generated)":
-            body = plan.recipe_yaml.encode()
-            out.append(aws.Upload(uri=item["uri"], sha256=item["sha256"], body=body))
-        else:
-            out.append(aws.Upload(uri=item["uri"], sha256=item["sha256"], source=item["source"]))
-    return out
+    """The plan's uploads (local data files) as Upload objects."""
+    return [aws.Upload(uri=item["uri"], sha256=item["sha256"], source=item["source"]) for item in plan.uploads]
 
 
 def upload_all(plan: Any, sess: Any) -> None:
@@ -334,8 +348,8 @@ def upload_all(plan: Any, sess: Any) -> None:
 
 def prepare_submission(plan: Any, run_dir: str | os.PathLike, session: Any = None) -> tuple[Any, JobHandle | None]:
     """What every AWS submission does before creating its job, in this order: credentials, content-addressed
-    uploads, the reward Lambda (deployed and probed if planned). A dry run prints the plan, sends nothing and
-    returns its handle instead of a session."""
+    data uploads, the reward Lambda (deployed and probed if planned). A dry run prints the plan, sends nothing
+    and returns its handle instead of a session."""
     if plan.spec.dry_run:
         print(plan.describe())
         return None, DryRunHandle(plan.backend, plan.spec.name, run_dir, plan.describe())
@@ -347,38 +361,83 @@ def prepare_submission(plan: Any, run_dir: str | os.PathLike, session: Any = Non
 
 
 def submit(plan: SageMakerPlan, run_dir: str | os.PathLike, session: Any = None) -> JobHandle:
-    """Send the plan: upload (content-addressed), deploy the reward if planned, create the training job.
+    """Send the plan: upload the data (content-addressed), deploy and probe the reward if planned, then run
+    the plan's `ModelTrainer.from_recipe(...)` arguments and `.train(wait=False)` through the sagemaker SDK.
 
-    Dry run (the default) prints the plan and sends nothing. A job of the same name (the same plan submitted
-    before) is attached to, not duplicated; creation is never retried automatically.
+    Dry run (the default) prints the plan and sends nothing. A job this plan created before is found by its
+    base name and attached to, not duplicated; creation is never retried automatically.
     """
     sess, dry = prepare_submission(plan, run_dir, session)
     if dry:
         return dry
-    create_training_job(sess, plan.region, plan.request)
-    return SageMakerJobHandle(plan.job_name, run_dir, plan.region, plan.output_s3_path, kind=plan.kind,
-                              session=sess)
+    name = existing_job(sess, plan.region, plan.job_name)
+    if name:
+        print(f"training job {name} already exists for this plan: attaching to it. To run the same configuration "
+              "again, change `name`.")
+    else:
+        name = train_with_sdk(plan, sess)
+    return SageMakerJobHandle(name, run_dir, plan.region, plan.output_s3_path, kind=plan.kind, session=sess)
 
 
-def create_training_job(sess: Any, region: str, request: dict[str, Any]) -> str:
-    """CreateTrainingJob once; 'ResourceInUse' means this exact plan was submitted before -> attach to it."""
-    from botocore.exceptions import ClientError
+def existing_job(sess: Any, region: str, base: str) -> str:
+    """The newest job named `<base>-<timestamp>` (what the SDK names a job of this plan), or ''."""
+    import re
 
-    client = sess.client("sagemaker", region_name=region, config=no_retry_config())
-    name = request["TrainingJobName"]
-    with aws.aws_errors(f"creating training job {name}", "sagemaker:CreateTrainingJob (and iam:PassRole on "
-                        f"{request['RoleArn']})", name):
-        try:
-            arn = client.create_training_job(**request)["TrainingJobArn"]
-            print(f"created training job {name} ({arn})")
-            return arn
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUse":
-                raise
-    existing = client.describe_training_job(TrainingJobName=name)
-    print(f"training job {name} already exists ({existing['TrainingJobStatus']}): attaching to it. "
-          "To run the same configuration again, change `name`.")
-    return existing["TrainingJobArn"]
+    client = sess.client("sagemaker", region_name=region)
+    with aws.aws_errors(f"looking for earlier jobs of {base}", "sagemaker:ListTrainingJobs"):
+        found = client.list_training_jobs(NameContains=base, SortBy="CreationTime", SortOrder="Descending",
+                                          MaxResults=100)["TrainingJobSummaries"]
+    ours = re.compile(rf"^{re.escape(base)}-\d{{14}}$")
+    return next((j["TrainingJobName"] for j in found if ours.match(j["TrainingJobName"])), "")
+
+
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def sdk_session(sess: Any, plan: SageMakerPlan) -> Any:
+    """A sagemaker-core Session on our boto3 session: our credentials and region, the plan's bucket for the
+    SDK's staging uploads, and the SDK's usage telemetry off."""
+    from sagemaker.core.helper.session_helper import Session
+
+    bucket, _, prefix = plan.staging.removeprefix("s3://").partition("/")
+    return Session(boto_session=sess, default_bucket=bucket, default_bucket_prefix=prefix or None,
+                   sagemaker_config=SDK_CONFIG)
+
+
+def sdk_trainer(plan: SageMakerPlan, sess: Any) -> Any:
+    """`ModelTrainer.from_recipe(...)` with exactly the plan's arguments."""
+    from sagemaker.core.shapes import Tag
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, OutputDataConfig, StoppingCondition
+
+    fr = plan.from_recipe
+    return ModelTrainer.from_recipe(
+        training_recipe=fr["training_recipe"],
+        compute=Compute(**fr["compute"]),
+        recipe_overrides=fr["recipe_overrides"],
+        training_image=fr["training_image"],
+        role=fr["role"],
+        base_job_name=fr["base_job_name"],
+        output_data_config=OutputDataConfig(**fr["output_data_config"]),
+        stopping_condition=StoppingCondition(**fr["stopping_condition"]),
+        tags=[Tag(**t) for t in fr.get("tags", [])] or None,
+        sagemaker_session=sdk_session(sess, plan),
+    )
+
+
+def train_with_sdk(plan: SageMakerPlan, sess: Any) -> str:
+    """Build the trainer and start the job (`wait=False`); returns the job name the SDK gave it."""
+    from sagemaker.train.configs import InputData
+
+    channels = [InputData(**c) for c in plan.train_call["input_data_config"]]
+    with aws.aws_errors(f"creating training job {plan.job_name}-<timestamp>", "sagemaker:CreateTrainingJob (and "
+                        f"iam:PassRole, iam:GetRole, iam:SimulatePrincipalPolicy on {plan.request['RoleArn']}, "
+                        "s3:PutObject on the bucket)", plan.job_name):
+        trainer = sdk_trainer(plan, sess)
+        trainer.train(input_data_config=channels, wait=False, logs=False)
+    name = trainer._latest_training_job.training_job_name  # the SDK keeps the created job here (1.27.0)
+    print(f"created training job {name} through ModelTrainer.from_recipe(...).train(wait=False)")
+    return name
 
 
 # --------------------------------------------------------------------------------------------- handle

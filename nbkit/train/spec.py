@@ -26,9 +26,10 @@ from pydantic import Field, ValidationError, field_validator
 from nbkit.errors import UserError
 from nbkit.validation import StrictModel, user_error
 
-Backend = Literal["local", "sagemaker", "hyperpod", "bedrock"]
-BACKENDS: tuple[str, ...] = ("local", "sagemaker", "hyperpod", "bedrock")
-SURFACES: tuple[str, ...] = ("local", "smtj-lora", "smtj-full", "smhp-lora", "smhp-full", "bedrock")
+Backend = Literal["local", "sagemaker", "hyperpod", "bedrock", "sagemaker-serverless"]
+BACKENDS: tuple[str, ...] = ("local", "sagemaker", "hyperpod", "bedrock", "sagemaker-serverless")
+SURFACES: tuple[str, ...] = ("local", "smtj-lora", "smtj-full", "smhp-lora", "smhp-full", "bedrock",
+                             "serverless-lora", "serverless-full")
 SURFACE_TITLES = {
     "local": "local (TRL GRPO on this machine)",
     "smtj-lora": "SageMaker training job, LoRA",
@@ -36,6 +37,8 @@ SURFACE_TITLES = {
     "smhp-lora": "SageMaker HyperPod, LoRA",
     "smhp-full": "SageMaker HyperPod, full rank",
     "bedrock": "Amazon Bedrock",
+    "serverless-lora": "SageMaker AI serverless customization (RLVRTrainer), LoRA",
+    "serverless-full": "SageMaker AI serverless customization (RLVRTrainer), full rank",
 }
 NOVA_2_LITE = "amazon.nova-2-lite-v1:0:256k"
 
@@ -124,6 +127,7 @@ class AwsSettings(_Strict):
     eval_interval: int | None = Field(None, ge=1, description="Bedrock evalInterval (1..100); None = service default")
     max_prompt_length: int | None = Field(None, ge=1, description="Bedrock maxPromptLength; None = service default")
     probe_reward: bool = Field(True, description="invoke the reward Lambda on 2 training records before submitting")
+    model_package_group: str = Field("", description="serverless: model package group of the tuned model; '' = name")
 
 
 class LocalSettings(_Strict):
@@ -167,17 +171,112 @@ LOCAL_PRESET: dict[str, Any] = {
     "max_steps": 200,
     "save_steps": 50,
 }
-PRESETS: dict[str, dict[str, Any]] = {"nova": {}, "local-cpu": LOCAL_PRESET}
+# AWS's documented general guidance for Nova RFT (reference/nova-rft.md section 3), as an opt-in preset:
+# only these six values, everything else stays the surface's own published default.
+NOVA_GUIDANCE: dict[str, Any] = {"epochs": 1, "learning_rate": 1e-7, "number_generation": 8, "max_new_tokens": 8192,
+                                 "global_batch_size": 256, "lora_rank": 32}
+PRESETS: dict[str, dict[str, Any]] = {"nova": NOVA_GUIDANCE, "local-cpu": LOCAL_PRESET}
 
 
 def preset_values(preset: str, backend: str) -> dict[str, Any]:
-    """Hyperparameter values of a preset; "auto" = local-cpu for the local backend, nova guidance otherwise."""
+    """Hyperparameter values of a preset; "auto" = local-cpu locally, nothing (the surface's defaults) on AWS."""
     name = preset or "auto"
     if name == "auto":
-        name = "local-cpu" if backend == "local" else "nova"
+        return dict(LOCAL_PRESET) if backend == "local" else {}
     if name not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; presets are: auto, {', '.join(PRESETS)}")
     return dict(PRESETS[name])
+
+
+# Where each hyperparameter lives in the Nova recipes (SMTJ spelling; HyperPod spells the LoRA+ key
+# `loraplus_lr_ratio`). A field without a recipe key (epochs, max_steps, seed, lora_rank) has no recipe default.
+RECIPE_KEYS: dict[str, str] = {
+    "learning_rate": "training_config.trainer.optim_config.lr",
+    "weight_decay": "training_config.trainer.optim_config.weight_decay",
+    "number_generation": "training_config.rollout.advantage_strategy.number_generation",
+    "max_new_tokens": "training_config.rollout.generator.max_new_tokens",
+    "temperature": "training_config.rollout.generator.temperature",
+    "top_k": "training_config.rollout.generator.top_k",
+    "global_batch_size": "training_config.global_batch_size",
+    "max_length": "training_config.max_length",
+    "reasoning_effort": "training_config.reasoning_effort",
+    "kl_coef": "training_config.trainer.kl_loss_coef",
+    "entropy_coef": "training_config.trainer.ent_coeff",
+    "lora_alpha": "training_config.trainer.peft.lora_tuning.alpha",
+    "loraplus_lr_ratio": "training_config.trainer.peft.lora_tuning.lora_plus_lr_ratio",
+}
+SAVE_AT_END = "save_steps"  # the recipes interpolate save_steps = max_steps: one checkpoint at the end (our 0)
+
+
+def recipe_key(surface: str, name: str) -> str | None:
+    """The recipe path of a hyperparameter on a surface, in that surface's spelling."""
+    key = RECIPE_KEYS.get(name)
+    if key and name == "loraplus_lr_ratio" and surface.startswith("smhp"):
+        return key.replace("lora_plus_lr_ratio", "loraplus_lr_ratio")
+    return key
+
+
+def recipe_surface(surface: str) -> str | None:
+    """The recipe template a surface runs (serverless runs the Hub's SMTJ template)."""
+    if surface.startswith(("smtj", "smhp")):
+        return surface
+    if surface.startswith("serverless"):
+        return surface.replace("serverless", "smtj")
+    return None
+
+
+def surface_defaults(surface: str) -> dict[str, tuple[Any, str]]:
+    """field -> (value, where it comes from): the published recipe's value of every field it has."""
+    template_key = recipe_surface(surface)
+    if template_key is None:
+        return {}
+    from nbkit.train import recipes as rec
+
+    recipe = rec.resolve(rec.load(template_key))
+    source = "recipe " + rec.template(template_key).upstream.rsplit("/", 1)[-1]
+    if surface.startswith("serverless"):
+        source += " (the Hub's copy applies at submit)"
+    out: dict[str, tuple[Any, str]] = {SAVE_AT_END: (0, source + ": save_steps = max_steps, one checkpoint at the end")}
+    for name in RECIPE_KEYS:
+        try:
+            out[name] = (rec.get_path(recipe, recipe_key(surface, name) or ""), source)
+        except KeyError:
+            continue
+    return out
+
+
+def with_surface_defaults(spec: JobSpec) -> JobSpec:
+    """The spec with every hyperparameter the user did not set taken from the surface's published default,
+    and `sources` saying where each value came from (the plan prints it).
+
+    Why: a surface's recipe is the published default (SMTJ samples top_k 1 and no entropy bonus, HyperPod
+    top_k 0 and ent_coeff 0.001); a workbench-wide default would silently change what runs.
+    """
+    names = list(Hyperparameters.model_fields)
+    if all(name in spec.sources for name in names):
+        return spec
+    defaults = surface_defaults(spec.surface)
+    guidance = "workbench default" if spec.surface == "local" else "AWS RFT guidance (no recipe value)"
+    given = spec.hyper.model_fields_set
+    values = spec.hyper.model_dump()
+    sources = dict(spec.sources)
+    for name in names:
+        if name in sources:
+            continue
+        if name in given:
+            sources[name] = "set"
+        elif name in defaults:
+            values[name], sources[name] = defaults[name]
+        elif name == "max_steps" and values[name] is None:
+            sources[name] = "from epochs and the data size"
+        else:
+            sources[name] = guidance if name in NOVA_GUIDANCE else "workbench default"
+    return spec.model_copy(update={"hyper": Hyperparameters(**values), "sources": sources})
+
+
+def from_recipe_default(spec: JobSpec, name: str) -> bool:
+    """True when a value is the recipe's own: nothing needs to be sent for it (the recipe already holds it)."""
+    return spec.sources.get(name, "").startswith("recipe ")
 
 
 class JobSpec(_Strict):
@@ -194,6 +293,9 @@ class JobSpec(_Strict):
     hyper: Hyperparameters = Field(default_factory=Hyperparameters)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="hyperparameter -> where its value came from (set, preset, recipe, ...)"
+    )
 
     @classmethod
     def local_preset(cls, **fields: Any) -> JobSpec:
@@ -209,12 +311,13 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
     def steps(self, n_train: int) -> int:
-        """Optimizer steps on this job's surface: what its recipe really samples per prompt (SMTJ: 2), and
-        epochs only on Bedrock (no max_steps there)."""
-        update: dict[str, Any] = {"number_generation": effective(self, "number_generation")}
+        """Optimizer steps on this job's surface: with the generations its recipe really samples per prompt,
+        and epochs only on Bedrock (no max_steps there)."""
+        spec = with_surface_defaults(self)
+        update: dict[str, Any] = {"number_generation": effective(spec, "number_generation")}
         if self.surface == "bedrock":
             update["max_steps"] = None
-        return steps_for(self.hyper.model_copy(update=update), n_train)
+        return steps_for(spec.hyper.model_copy(update=update), n_train)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(field, value, allowed on this surface) rows: the spec as a plain table for reports."""
@@ -261,7 +364,7 @@ def surface_of(backend: str, lora_rank: int) -> str:
     """The range table that applies: the managed surfaces have different ranges for LoRA and full rank."""
     if backend in ("local", "bedrock"):
         return backend
-    prefix = {"sagemaker": "smtj", "hyperpod": "smhp"}.get(backend)
+    prefix = {"sagemaker": "smtj", "hyperpod": "smhp", "sagemaker-serverless": "serverless"}.get(backend)
     if prefix is None:
         raise UserError(f"unknown backend {backend!r}; backends are: {', '.join(BACKENDS)}")
     return f"{prefix}-{'full' if lora_rank == 0 else 'lora'}"
@@ -340,9 +443,32 @@ _LORA_SMTJ = {
     "lora_alpha": Range(choices=(16, 32, 64), default=32),
     "loraplus_lr_ratio": Range(0.0, 100.0, default=64.0),
 }
+# SMTJ recipes carry training_config.rollout.advantage_strategy.number_generation (default 2) and the SDK
+# keeps every recipe key it is given (sagemaker-train 1.27.0 sm_recipes/utils.py
+# _drop_unknown_recipe_overrides drops only keys the recipe lacks); AWS's SMTJ sample uses 4. The SMTJ
+# override template lists no range for it, so the HyperPod template's 2..16 applies.
+_SMTJ_GENERATIONS = Range(2, 16, default=2, note="HyperPod template's range; the SMTJ template lists none")
 _NOT_LORA = {
     "lora_alpha": Range(exposed=False, note="full-rank training has no LoRA alpha"),
     "loraplus_lr_ratio": Range(exposed=False, note="full-rank training has no LoRA+ ratio"),
+}
+
+# Serverless RFT (RLVRTrainer, compute=None) runs the Hub recipe's SMTJ template and takes the override
+# parameters of its `SmtjOverrideParamsS3Uri` file (sagemaker-train 1.27.0
+# common_utils/finetune_utils.py:_get_fine_tuning_options_and_model_arn). The parameters and ranges below are
+# those of the nova_smtj_rft / nova_smtj_lora_rft templates in aws/sagemaker-hyperpod-recipes
+# launcher/recipe_templatization/nova/nova_recipe_template_parameters.json, which the SDK's removal of
+# `data_s3_path` and `reward_lambda_arn` (rlvr_trainer.py:_process_hyperparameters) matches; everything else
+# is the recipe's own value.
+_SERVERLESS_OFF = "not among the serverless override parameters; the Hub recipe's value applies"
+_SERVERLESS = {
+    "learning_rate": Range(1e-7, 1e-3, default=1e-5, log=True),
+    "max_steps": Range(5, 100000, default=10),
+    "save_steps": Range(0, 100000, default=10, note="0 = at the end"),
+    "max_length": Range(4096, 32768, default=8192),
+    **{name: Range(exposed=False, note=_SERVERLESS_OFF) for name in (
+        "number_generation", "max_new_tokens", "temperature", "top_k", "kl_coef", "entropy_coef", "weight_decay",
+        "reasoning_effort", "epochs")},
 }
 
 RANGES: dict[str, dict[str, Range]] = {
@@ -366,7 +492,7 @@ RANGES: dict[str, dict[str, Range]] = {
     | _LORA_SMTJ
     | {
         "learning_rate": Range(1e-7, 1e-3, default=1e-5, log=True),
-        "number_generation": Range(2, 16, default=2, exposed=False, note="not in SMTJ's override template"),
+        "number_generation": _SMTJ_GENERATIONS,
         "global_batch_size": Range(16, 128, default=64),
         "max_length": Range(4096, 32768, default=8192),
     },
@@ -374,7 +500,7 @@ RANGES: dict[str, dict[str, Range]] = {
     | _NOT_LORA
     | {
         "learning_rate": Range(1e-7, 1e-3, default=1e-5, log=True),
-        "number_generation": Range(2, 16, default=2, exposed=False, note="not in SMTJ's override template"),
+        "number_generation": _SMTJ_GENERATIONS,
         "global_batch_size": Range(16, 256, default=64),
         "max_length": Range(4096, 32768, default=8192),
     },
@@ -396,6 +522,8 @@ RANGES: dict[str, dict[str, Range]] = {
         "max_length": Range(exposed=False, note="Bedrock takes maxPromptLength and inferenceMaxTokens"),
         "max_steps": Range(exposed=False, note="Bedrock trains for epochCount epochs"),
     },
+    "serverless-lora": _SERVERLESS | _LORA_SMTJ | {"global_batch_size": Range(16, 128, default=64)},
+    "serverless-full": _SERVERLESS | _NOT_LORA | {"global_batch_size": Range(16, 256, default=64)},
     # Loose sanity bounds: a local run is free, so only values that cannot work are errors.
     "local": {
         "learning_rate": Range(1e-8, 1e-1, log=True),
@@ -418,13 +546,19 @@ RANGES: dict[str, dict[str, Range]] = {
     },
 }
 
-# Defaults a surface applies when the spec leaves a count unset (reference section 3 recipes).
+# Counts a surface applies when the spec leaves them unset. SMTJ: 2, 4, 6 or 8 instances for LoRA and full
+# rank alike (AWS Nova 2 user guide, "Reinforcement Fine-Tuning (RFT) with Amazon Nova models", creating jobs;
+# reference/nova-rft.md section 9); the default is the recipes' `run.replicas: 4`. HyperPod: the override
+# templates' replicas enum {2, 4, 8, 16} with defaults 2 (LoRA) and 4 (full rank)
+# (nova_recipe_template_parameters.json, nova_lora_rft / nova_rft).
 SURFACE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smtj-lora": {"instance_count": 4, "min_instance_count": 2, "lambda_concurrency_limit": 12},
-    "smtj-full": {"instance_count": 4, "min_instance_count": 4, "lambda_concurrency_limit": 12},
+    "smtj-lora": {"instance_count": 4, "instance_counts": (2, 4, 6, 8), "lambda_concurrency_limit": 12},
+    "smtj-full": {"instance_count": 4, "instance_counts": (2, 4, 6, 8), "lambda_concurrency_limit": 12},
     "smhp-lora": {"instance_count": 2, "instance_counts": (2, 4, 8, 16), "lambda_concurrency_limit": 100},
     "smhp-full": {"instance_count": 4, "instance_counts": (2, 4, 8, 16), "lambda_concurrency_limit": 100},
     "bedrock": {"instance_count": None, "lambda_concurrency_limit": None, "min_prompts": 100, "max_prompts": 20000},
+    "serverless-lora": {"instance_count": None, "lambda_concurrency_limit": 12},
+    "serverless-full": {"instance_count": None, "lambda_concurrency_limit": 12},
     "local": {"instance_count": 1, "lambda_concurrency_limit": None},
 }
 
@@ -461,20 +595,23 @@ class Issue:
 
 def check(spec: JobSpec, surface: str | None = None) -> list[Issue]:
     """Range checks of the surface plus cross-field checks that hold everywhere; nothing is raised."""
+    spec = with_surface_defaults(spec)
     surface = surface or spec.surface
     title = SURFACE_TITLES.get(surface, surface)
-    issues = _range_issues(spec.hyper, surface, title)
+    issues = _range_issues(spec.hyper, surface, title, spec.sources)
     issues += _cross_field_issues(spec, surface)
     issues += _job_issues(spec, surface)
     return issues
 
 
-def _range_issues(hyper: Hyperparameters, surface: str, title: str) -> list[Issue]:
+def _range_issues(hyper: Hyperparameters, surface: str, title: str, sources: dict[str, str]) -> list[Issue]:
     issues = []
     defaults = Hyperparameters()
     for name, rng in ranges(surface).items():
         value = getattr(hyper, name)
         field = f"hyper.{name}"
+        if not rng.exposed and not sources.get(name, "set").startswith(("set", "params", "preset")):
+            continue  # the surface's own default: nothing the user chose is being ignored
         if not rng.exposed:
             if rng.default is not None and value != rng.default:
                 issues.append(Issue(field, value, f"not used on {title} ({rng.note}); its recipe's value "
@@ -492,7 +629,9 @@ def _range_issues(hyper: Hyperparameters, surface: str, title: str) -> list[Issu
 def _cross_field_issues(spec: JobSpec, surface: str) -> list[Issue]:
     """Relations between fields that no single range expresses."""
     h, issues = spec.hyper, []
-    if h.global_batch_size % h.number_generation:
+    # Bedrock's API takes any batchSize in 16..512 with any trainingSamplePerPrompt (botocore
+    # bedrock/2023-04-20 service model; no multiple-of rule documented), so the rule is the other surfaces'.
+    if surface != "bedrock" and h.global_batch_size % h.number_generation:
         issues.append(Issue(
             "hyper.global_batch_size", h.global_batch_size,
             f"must be a multiple of number_generation ({h.number_generation}): every prompt is sampled "
@@ -565,19 +704,27 @@ def _job_issues(spec: JobSpec, surface: str) -> list[Issue]:
 def from_params(values: dict[str, Any], run_dir: str | None = None) -> JobSpec:
     """Build the spec from notebook 04's parameters (a LaunchTrainingParams dump or a params section).
 
-    Hyperparameters left at None come from the preset ("auto": local-cpu for local, Nova guidance
-    otherwise; `max_steps: 0` means "from epochs"); `aws` and `local` dicts fill the settings; empty data
-    paths mean the run folder's split.
+    Hyperparameters left at None come from the preset ("auto": local-cpu for local, the surface's published
+    recipe defaults on AWS; "nova": AWS's general guidance for six values); `max_steps: 0` means "from
+    epochs", `reasoning_effort: none` means reasoning off; `aws` and `local` dicts fill the settings; empty
+    data paths mean the run folder's split. The spec's `sources` says where each value came from.
     """
     values = dict(values)
     backend = values.get("backend") or "local"
-    hyper = preset_values(str(values.get("preset") or "auto"), backend)
+    preset = str(values.get("preset") or "auto")
+    hyper = preset_values(preset, backend)
+    sources = {name: f"preset {preset}" for name in hyper}
     given = {name for name in Hyperparameters.model_fields if values.get(name) is not None}
     for name in given:
         hyper[name] = values[name]
+        sources[name] = "params"
     if values.get("max_steps") == 0:  # 0 in a params file: "derive the steps from epochs", not the preset's
         hyper["max_steps"] = None
-    hyper = fit_to_surface(hyper, backend, keep=given)
+        sources["max_steps"] = "params (0: from epochs and the data size)"
+    fitted = fit_to_surface(hyper, backend, keep=given)
+    sources |= {name: f"{sources[name]}, replaced by the surface default (outside its range)"
+                for name in fitted if fitted[name] != hyper[name]}
+    hyper = fitted
     data: dict[str, Any] = {k: values[k] for k in ("backend", "name", "model", "reward", "dry_run") if k in values}
     data.update({k: values.get(k) or "" for k in ("train_data", "eval_data", "output")})
     if run_dir is not None:
@@ -593,11 +740,12 @@ def from_params(values: dict[str, Any], run_dir: str | None = None) -> JobSpec:
     data["hyper"] = hyper
     data["aws"] = values.get("aws") or {}
     data["local"] = values.get("local") or {}
-    return from_dict(data, "04_launch_training parameters")
+    data["sources"] = sources
+    return with_surface_defaults(from_dict(data, "04_launch_training parameters"))
 
 
 def fit_to_surface(hyper: dict[str, Any], backend: str, keep: set[str] = frozenset()) -> dict[str, Any]:
-    """Replace preset values the surface does not allow by the surface's own recipe default.
+    """Replace preset values the surface does not allow by the surface's own published default.
 
     Why: AWS's general guidance (batch 256) lies outside some surfaces' ranges (SMTJ LoRA: 16..128), so
     the Nova preset alone would make an invalid SMTJ job. Values the user set (`keep`) are never changed:
@@ -607,22 +755,29 @@ def fit_to_surface(hyper: dict[str, Any], backend: str, keep: set[str] = frozens
         probe = Hyperparameters(**hyper)
     except ValidationError:
         return hyper  # the spec's own validation reports it, with the field names
-    table = ranges(surface_of(backend, probe.lora_rank))
+    surface = surface_of(backend, probe.lora_rank)
+    table, recipe = ranges(surface), surface_defaults(surface)
     out = dict(hyper)
-    for name, rng in table.items():
-        if name in keep or not rng.exposed or rng.default is None:
+    for name in hyper:
+        rng = table.get(name)
+        if name in keep or rng is None or not rng.exposed or out[name] is None or rng.contains(out[name]):
             continue
-        value = out.get(name, getattr(probe, name))
-        if value is not None and not rng.contains(value):
-            out[name] = rng.default
+        default = recipe[name][0] if name in recipe else rng.default
+        if default is not None:
+            out[name] = default
     return out
 
 
 def effective(spec: JobSpec, name: str) -> Any:
-    """The value a surface really uses: a knob it does not expose keeps its recipe's value (SMTJ: 2 generations)."""
+    """The value a surface really uses: a knob it does not expose keeps its recipe's value (serverless: the
+    recipe's 2 generations per prompt)."""
     rng = ranges(spec.surface).get(name)
-    if rng is not None and not rng.exposed and rng.default is not None:
-        return rng.default
+    if rng is not None and not rng.exposed:
+        recipe = surface_defaults(spec.surface).get(name)
+        if recipe is not None:
+            return recipe[0]
+        if rng.default is not None:
+            return rng.default
     return getattr(spec.hyper, name)
 
 
