@@ -304,8 +304,9 @@ def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
 
 
 LAUNCH_LOCK = ".launch.lock"
-# Spec fields that do not change what a job computes: a relaunch that differs only in these continues it.
-_SAME_JOB_IGNORES = ("dry_run", "local.threads", "local.resume_from", "hyper.max_steps")
+# Spec fields that do not change what a job computes: a relaunch that differs only in these continues it
+# (`sources` says where values came from, not what they are).
+_SAME_JOB_IGNORES = ("dry_run", "local.threads", "local.resume_from", "hyper.max_steps", "sources.")
 
 
 def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | None = None,
@@ -416,7 +417,7 @@ def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     flat_old, flat_new = _flatten(old), _flatten(new)
     return [f"{key}: {flat_old.get(key)!r} -> {flat_new.get(key)!r}"
             for key in sorted(set(flat_old) | set(flat_new))
-            if key not in _SAME_JOB_IGNORES and flat_old.get(key) != flat_new.get(key)]
+            if not key.startswith(_SAME_JOB_IGNORES) and flat_old.get(key) != flat_new.get(key)]
 
 
 def _max_steps_change(old: dict[str, Any], new: dict[str, Any]) -> int | None:
