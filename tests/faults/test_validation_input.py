@@ -145,3 +145,37 @@ def test_write_jsonl_never_leaves_a_temporary_file(tmp_path):
             write_jsonl(path, [json.loads(good(1)), bad])
         assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]
         assert path.read_text() == good(0) + "\n"  # the earlier file is intact
+
+
+def test_no_mangled_line_crashes_validation_or_reaches_valid_jsonl_unreadable(tmp_path):
+    # Byte-level mutations of good lines (cuts, flips, inserted escapes and numbers): whatever a line becomes,
+    # it is valid or rejected with a code, and everything written to valid.jsonl reads back clean.
+    import random
+
+    rng = random.Random(12)
+    inserts = [b"\\ud800", b"\\udc00\\ud800", b"\\", b"\\u00", b"1e400", b"NaN", b'"id": 1, ', b"\xff", b"\x00",
+               b'"\\ud83d\\ude00"', b"]", b"{", b'"k": 1, "k": 2, ', b"-0", b"1" * 5000]
+    lines = []
+    for i in range(1500):
+        raw = bytearray(good(i, tools=[]).encode())
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(raw))
+            choice = rng.random()
+            if choice < 0.5:
+                raw[at:at] = rng.choice(inserts)
+            elif choice < 0.8:
+                raw[at] = rng.randrange(256)
+            else:
+                del raw[at:]
+                break
+        lines.append(bytes(raw).replace(b"\n", b" "))
+    src = tmp_path / "fuzz.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    for profile in ("sagemaker", "bedrock"):
+        out = tmp_path / profile
+        report = validate_file(src, profile, out, write_valid=True)
+        assert report.total == 1500 == report.valid + report.rejected
+        assert report.rejected > 500 and set(report.error_counts) >= {"invalid_json", "lone_surrogate"}
+        rewritten = validate_file(out / "valid.jsonl", profile)
+        assert rewritten.total == report.valid and rewritten.rejected == 0
+        assert len((out / "rejected.jsonl").read_bytes().splitlines()) == report.rejected
