@@ -408,8 +408,9 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
                         "lambda_handler(event, context)")
     if workers < 0:
         raise UserError(f"workers must be >= 0 (0 = in this process), got {workers}")
-    if workers == 0:  # nbkit's own graders never change a sample: they need no copy
-        return InlineExecutor(handler, timeout, context, copy_samples=getattr(reward, "grader", None) is None)
+    if workers == 0:  # nbkit's own graders never change a sample, a deployed one gets JSON: no copy needed
+        trusted = getattr(reward, "grader", None) is not None or getattr(reward, "remote", False)
+        return InlineExecutor(handler, timeout, context, copy_samples=not trusted)
     if getattr(reward, "remote", False):
         return ThreadExecutor(handler, workers, timeout, context)
     return ProcessExecutor(reward, workers, timeout, memory_mb, start_method, context)
@@ -418,8 +419,8 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
 class _Batches(Sequence):
     """The calls' batches, sliced when a call starts (not all up front: a long run would keep every slice)."""
 
-    def __init__(self, samples: list[dict], size: int) -> None:
-        self.samples, self.size = samples, size
+    def __init__(self, samples: list[dict], size: int, ids: list[str] | None = None) -> None:
+        self.samples, self.size, self.ids = samples, size, ids
         self.count = -(-len(samples) // size)
 
     def __len__(self) -> int:
@@ -433,10 +434,13 @@ class _Batches(Sequence):
         if not 0 <= c < self.count:
             raise IndexError(c)
         start = c * self.size
-        return self.samples[start:start + self.size]
+        batch = self.samples[start:start + self.size]
+        if self.ids is not None:  # read as the call starts, before the reward sees the batch (cache-hot)
+            self.ids[start:start + len(batch)] = _sample_ids(batch, offset=start)
+        return batch
 
 
-def _sample_ids(samples: Sequence[Any]) -> list[str]:
+def _sample_ids(samples: Sequence[Any], offset: int = 0) -> list[str]:
     """Every sample's id (results are matched by id), checked in C-level passes; details only on failure."""
     try:
         ids = list(map(_ID, samples))
@@ -445,7 +449,7 @@ def _sample_ids(samples: Sequence[Any]) -> list[str]:
     except (KeyError, TypeError):
         pass
     problems = []
-    for i, s in enumerate(samples):
+    for i, s in enumerate(samples, offset):
         if not isinstance(s, dict):
             problems.append(f"sample {i} is {type(s).__name__}")
         elif not isinstance(s.get("id"), str) or not s.get("id"):
@@ -492,9 +496,12 @@ def run_harness(
     samples = samples if isinstance(samples, list) else list(samples)
     executor = _executor(reward, workers, timeout, memory_mb, start_method, context)
     n = len(samples)
-    # Ids are read before any call: a reward that renames the ids of its samples cannot match its results.
-    cols, notes = _Columns(_sample_ids(samples)), []
-    batches = _Batches(samples, batch_size)
+    # Ids are read before the reward sees its samples, so a reward that renames them cannot match its results:
+    # up front for worker processes (a batch that cannot be matched is never sent), as each call starts
+    # in-process (where the reward gets a copy).
+    inline = isinstance(executor, InlineExecutor)
+    cols, notes = _Columns([""] * n if inline else _sample_ids(samples)), []
+    batches = _Batches(samples, batch_size, cols.ids if inline else None)
     bar = _progress(progress, n, getattr(reward, "name", "reward"))
     call_latencies: list[float] = [0.0] * len(batches)
     failed: dict[int, Outcome] = {}  # only failed calls are kept: retries and splits need them
