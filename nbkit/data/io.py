@@ -104,33 +104,43 @@ def iter_lines(stream: IO[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) 
     """Every line of a binary stream, numbered from 1, in memory bounded by `max_line_bytes`.
 
     The final line counts even without a trailing newline; a line longer than the limit comes back as its
-    first bytes with its full size, and reading carries on at the next line.
+    first bytes with its full size, and reading carries on at the next line. The stream is read in 1 MiB
+    chunks split in C: a readline() per line costs more than validating many a line.
     """
-    limit = max_line_bytes + 2  # room for b"\r\n" after a line of exactly max_line_bytes
-    readline = stream.readline
-    number = 0
-    while True:
-        chunk = readline(limit)
-        if not chunk:
-            return
-        number += 1
-        if chunk[-1:] == b"\n" or len(chunk) < limit:  # a whole line, or the last one without a newline
-            data = chunk[:-1] if chunk[-1:] == b"\n" else chunk
-            if len(data) <= max_line_bytes or (len(data) == max_line_bytes + 1 and data[-1:] == b"\r"):
-                yield RawLine(number, data, len(data))
+    keep = max_line_bytes + 1  # a line of max_line_bytes + b"\r" is still whole
+    held = max(keep, _PREVIEW_BYTES)  # what is kept of a line in progress: all of it, or its preview
+    number, size, head = 0, 0, bytearray()  # the line in progress across chunks: its length and first bytes
+    make = tuple.__new__
+    while chunk := stream.read(_CHUNK):
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if size and lines:  # the line in progress ends in this chunk
+            first = lines[0]
+            lines[0] = bytes(head) + first[:held]
+            total = size + len(first)
+            size, head = 0, bytearray()
+            if total > keep or (total == keep and lines[0][-1:] != b"\r"):
+                number += 1
+                yield make(RawLine, (number, lines[0][:_PREVIEW_BYTES], total, True))
+                del lines[0]
+        for data in lines:
+            number += 1
+            n = len(data)
+            if n < keep or (n == keep and data[-1:] == b"\r"):
+                yield make(RawLine, (number, data, n, False))
             else:
-                yield RawLine(number, data[:_PREVIEW_BYTES], len(data), too_long=True)
-            continue
-        size = len(chunk)
-        while True:  # skip the rest of an over-long line without holding it
-            more = readline(_CHUNK)
-            if not more:
-                break
-            if more[-1:] == b"\n":
-                size += len(more) - 1
-                break
-            size += len(more)
-        yield RawLine(number, chunk[:_PREVIEW_BYTES], size, too_long=True)
+                yield make(RawLine, (number, data[:_PREVIEW_BYTES], n, True))
+        if tail:
+            if len(head) < held:
+                head += tail[:held - len(head)]
+            size += len(tail)
+    if size:
+        data = bytes(head)
+        number += 1
+        if size < keep or (size == keep and data[-1:] == b"\r"):
+            yield make(RawLine, (number, data, size, False))
+        else:
+            yield make(RawLine, (number, data[:_PREVIEW_BYTES], size, True))
 
 
 class NonFiniteNumber(ValueError):

@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="score reward-event samples and report each sample's status",
         description="Score every sample of an events file and give each one a status: ok, exception, timeout, "
-        "crash, invalid_format, missing_result or non_finite. Exit 0 when all are ok, 1 otherwise, 2 when "
-        "the reward cannot be loaded.",
+        "crash, invalid_format (a call that also answers for ids it was not given breaks the contract), "
+        "missing_result or non_finite. What the reward prints is kept in the report (--json: \"output\", "
+        "truncated), never on stdout. Exit 0 when all are ok, 1 otherwise, 2 when the reward cannot be loaded.",
     )
     check.add_argument("reward", metavar="REWARD", help=REWARD_HELP)
     check.add_argument("--events", required=True, metavar="PATH",

@@ -408,9 +408,8 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
                         "lambda_handler(event, context)")
     if workers < 0:
         raise UserError(f"workers must be >= 0 (0 = in this process), got {workers}")
-    if workers == 0:  # nbkit's own graders never change a sample, a deployed one gets JSON: no copy needed
-        trusted = getattr(reward, "grader", None) is not None or getattr(reward, "remote", False)
-        return InlineExecutor(handler, timeout, context, copy_samples=not trusted)
+    if workers == 0:
+        return InlineExecutor(handler, timeout, context, copy_samples=not getattr(reward, "pure", False))
     if getattr(reward, "remote", False):
         return ThreadExecutor(handler, workers, timeout, context)
     return ProcessExecutor(reward, workers, timeout, memory_mb, start_method, context)

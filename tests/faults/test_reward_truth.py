@@ -62,22 +62,22 @@ def test_a_reward_cannot_change_the_callers_samples_or_records(workers):
 
 
 def test_builtin_graders_never_change_a_sample():
-    # In-process calls skip the copy for nbkit's own graders: that is only right if none of them edits a sample.
+    # In-process calls skip the copy for nbkit's own graders (Reward.pure): only right if none edits a sample.
+    # The judge needs a model to be built; it only reads the sample to build a new prompt (LLMJudge.prompt).
     from nbkit.rewards import graders as G
 
-    for name in G.GRADERS:
-        spec = "builtin:composite?numeric=0.5&format=0.5" if name == "composite" else f"builtin:{name}"
-        try:
-            reward = load_reward(spec)
-        except Exception:  # a grader that needs options (or a model) to be built at all
-            continue
-        samples = _samples(2) + [make_sample({**RECORD, "reference_answer": {"tool_called": "f",
-                                                                             "tool_parameters": {"a": 1}}},
-                                             {"content": "", "tool_calls": [{"type": "function", "function": {
-                                                 "name": "f", "arguments": "{\"a\": 1}"}}]}, sample_id="t")]
+    checked = []
+    for name in sorted(set(G.GRADERS) - {"judge"}):
+        reward = load_reward("builtin:composite?numeric=0.5&format=0.5" if name == "composite" else f"builtin:{name}")
+        tool_record = {**RECORD, "reference_answer": {"tool_called": "f", "tool_parameters": {"a": 1}}}
+        call = {"content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}
+        samples = _samples(2) + [make_sample(tool_record, call, sample_id="t")]
         before = copy.deepcopy(samples)
+        assert reward.pure
         run_harness(reward, samples, workers=0)
         assert samples == before, name
+        checked.append(name)
+    assert len(checked) == len(G.GRADERS) - 1
 
 
 def test_extra_result_ids_break_the_call_and_exit_1(tmp_path, capsys):
