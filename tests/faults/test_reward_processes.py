@@ -27,51 +27,70 @@ RECORD = {"id": "r", "messages": [{"role": "user", "content": "2+2?"}], "referen
 SPAWNER = textwrap.dedent('''
     import os, subprocess, time
 
-    def alive(pid):
+    def stat(pid):
         try:
             with open(f"/proc/{pid}/stat") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+                return fh.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:
-            return False
+            return None
+
+    def me(pid):  # "pid:start time": pids are reused, the pair is not
+        return f"{pid}:{stat(pid)[19]}"
+
+    def alive(token):
+        pid, start = token.split(":")
+        fields = stat(pid)
+        return fields is not None and fields[0] != "Z" and fields[19] == start
 
     def lambda_handler(event, context):
         log = os.environ["PID_LOG"]
         if event[0]["messages"][-1]["content"] == "census":  # how many earlier calls' processes still run?
-            left = [int(p) for line in open(log) for p in line.split()[1:] if alive(int(p))]
+            left = [token for line in open(log) for token in line.split()[1:] if alive(token)]
             return [{"id": s["id"], "aggregate_reward_score": float(len(left))} for s in event]
-        pids = [os.getpid()]
+        pids = [me(os.getpid())]
         for sample in event:
             for _ in range(3):  # plain children, left running
-                pids.append(subprocess.Popen(["sleep", "300"]).pid)
+                pids.append(me(subprocess.Popen(["sleep", "300"]).pid))
             # a grandchild in its own session: it leaves the process group and its parent exits at once
-            out = subprocess.run(["setsid", "sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
-            pids.append(int(out.stdout.split()[0]))
+            out = subprocess.run(["setsid", "sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+                                 capture_output=True, text=True)
+            pids.append(me(int(out.stdout.split()[0])))
             if sample["messages"][-1]["content"] == "hang":
                 with open(log, "a") as fh:
-                    fh.write(" ".join(map(str, pids)) + "\\n")
+                    fh.write(" ".join(pids) + "\\n")
                 time.sleep(3600)
         with open(log, "a") as fh:
-            fh.write(" ".join(map(str, pids)) + "\\n")
+            fh.write(" ".join(pids) + "\\n")
         return [{"id": s["id"], "aggregate_reward_score": 1.0} for s in event]
 ''')
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie is dead: it only waits for its parent to read its status)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+            return fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
-def _logged(log: Path) -> list[int]:
-    return [int(p) for line in log.read_text().split("\n") for p in line.split()] if log.exists() else []
+def _alive(pid: int, started: str | None = None) -> bool:
+    """Running, and the same process (a zombie is dead: it only waits for its parent to read its status).
+    pids are reused (pid_max is often 32768 and other work starts processes): a start time tells them apart."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z" and (started is None or stat[19] == started)
 
 
-def _wait_dead(pids: list[int], within: float = 10.0) -> list[int]:
+def _logged(log: Path) -> dict[int, str]:
+    """pid -> start time of every process the reward logged."""
+    tokens = log.read_text().split() if log.exists() else []
+    return {int(pid): start for pid, start in (token.split(":") for token in tokens)}
+
+
+def _wait_dead(known: dict[int, str | None], within: float = 10.0) -> list[int]:
+    """The processes still running after `within` seconds."""
     deadline = time.monotonic() + within
-    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+    while (alive := [p for p, t in known.items() if _alive(p, t)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return alive
 
@@ -97,9 +116,8 @@ def test_children_of_a_reward_do_not_outlive_nbkit_reward_check(spawner, tmp_pat
     code = main(["reward", "check", str(path), "--events", str(_events(tmp_path, "a", "b", "c")),
                  "--batch-size", "1", "--workers", "2", "--json"])
     assert code == 0, capsys.readouterr()
-    pids = _logged(log)
-    assert len(pids) >= 2 * 3 * 5  # the check and the determinism pass each started their set
-    assert _wait_dead(pids, within=2.0) == []
+    assert len(log.read_text().split()) == 2 * 3 * 5  # the check and the determinism pass each started a set
+    assert _wait_dead(_logged(log), within=2.0) == []
 
 
 def test_children_are_killed_after_each_call_not_only_at_the_end(spawner, tmp_path):
@@ -138,17 +156,18 @@ def test_killing_the_harness_takes_its_workers_and_their_children_with_it(spawne
     env = {**os.environ, "TMPDIR": str(scratch)}
     harness = subprocess.Popen([sys.executable, str(script), str(path), mode], env=env)
     try:
-        deadline = time.monotonic() + 30
-        while len(log.read_text().splitlines() if log.exists() else []) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while (log.read_text().count("\n") if log.exists() else 0) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)  # one worker hangs in its call, the other has answered and waits for work
         pids = _logged(log)
-        assert len(pids) == 10, "both calls started their processes"
-        workers = {int(line.split()[0]) for line in log.read_text().splitlines()}
-        assert len(workers) == 2 and all(_alive(w) for w in workers)
+        assert len(log.read_text().split()) == 10, f"both calls started their processes: {log.read_text()!r}"
+        workers = {int(line.split()[0].split(":")[0]) for line in log.read_text().splitlines()}
+        assert len(workers) == 2 and all(_alive(w, pids[w]) for w in workers)
     finally:
         harness.kill()
         harness.wait()
-    assert _wait_dead(pids, within=10.0) == [], "workers and every process they started are gone"
+    left = _wait_dead(pids, within=10.0)
+    assert left == [], f"still running: {[(p, Path(f'/proc/{p}/cmdline').read_bytes()) for p in left]}"
     assert list(scratch.iterdir()) == [], "no crash log or other file is left in the temp folder"
 
 
@@ -173,9 +192,9 @@ def test_an_idle_worker_whose_parent_vanished_exits(tmp_path):
         from nbkit.rewards.executors import ProcessExecutor
         ex = ProcessExecutor(lambda e, c: [], 1, None)
         w = ex._spawn()
-        print(w.proc.pid, flush=True)
+        print(w.proc.pid, open(f"/proc/{w.proc.pid}/stat").read().rsplit(")", 1)[1].split()[19], flush=True)
         os._exit(0)  # the parent dies without stopping its worker
     ''')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    worker = int(out.stdout.split()[0])
-    assert _wait_dead([worker], within=5.0) == []
+    worker, started = out.stdout.split()
+    assert _wait_dead({int(worker): started}, within=5.0) == []
