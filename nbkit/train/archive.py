@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -192,7 +191,7 @@ def write_stream(root: int, parts: list[str], stream: IO[bytes] | None, max_byte
     never sees half a file and an existing link at the name is replaced, not followed.
     """
     parent = open_dir(root, parts[:-1], where)
-    tmp = f".nbkit-extract-{secrets.token_hex(6)}"
+    tmp = f".nbkit-extract-{os.urandom(6).hex()}"
     written, placed = 0, False
     try:
         fd = os.open(tmp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
