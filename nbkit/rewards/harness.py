@@ -25,7 +25,14 @@ from typing import Any
 
 from nbkit.errors import UserError
 from nbkit.rewards.contract import METRIC_TYPES, STATUSES, ContractError, check_result, envelope_hint
-from nbkit.rewards.executors import InlineExecutor, Outcome, ProcessExecutor, ThreadExecutor, is_transient
+from nbkit.rewards.executors import (
+    OUTPUT_LIMIT,
+    InlineExecutor,
+    Outcome,
+    ProcessExecutor,
+    ThreadExecutor,
+    is_transient,
+)
 
 FAILED_CALL = ("raised", "timeout", "crash")
 _OUTCOME_STATUS = {"raised": "exception", "timeout": "timeout", "crash": "crash", "unserializable": "invalid_format"}
@@ -155,8 +162,8 @@ class HarnessReport:
             out.append(f"not deterministic: {len(self.determinism['mismatched'])} of {self.determinism['checked']} "
                        f"samples scored differently on a second run (e.g. {self.determinism['mismatched'][:3]})")
         if self.output_bytes:
-            out.append(f"the reward wrote {self.output_bytes:,} bytes to stdout/stderr; the first "
-                       f"{min(self.output_bytes, len(self.output.encode())):,} are in the report's output")
+            out.append(f"the reward wrote {self.output_bytes:,} bytes to stdout/stderr; the report's output "
+                       f"keeps the first {min(self.output_bytes, OUTPUT_LIMIT):,}")
         grader_errors = sum(1 for m in self.metric_list if m and m.get("grader_error"))
         if grader_errors:
             out.append(f"{grader_errors} sample(s) scored 0 because the grader could not score them "
