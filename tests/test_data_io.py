@@ -96,3 +96,29 @@ def test_s3_uri_needs_bucket_and_key():
     assert split_s3_uri("s3://b/k/x.jsonl") == ("b", "k/x.jsonl")
     with pytest.raises(UnreadableSource, match="s3://bucket/path"):
         split_s3_uri("s3://just-a-bucket")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64])
+def test_iter_lines_is_the_same_whatever_the_chunk_size(monkeypatch, chunk):
+    # Lines cross chunk boundaries anywhere: their numbers, bytes, sizes and the over-long flag must not change.
+    import io
+    import random
+
+    from nbkit.data import io as nio
+
+    rng = random.Random(chunk)
+    pieces = [b"", b"\r", b"ab", b"x" * 9, b"y" * 10, b"z" * 11, b"w" * 10 + b"\r", b"v" * 11 + b"\r", b"u" * 40]
+    text = b"\n".join(rng.choice(pieces) for _ in range(300)) + rng.choice([b"", b"\n", b"tail", b"q" * 30])
+    limit = 10
+
+    def expected():
+        parts = text.split(b"\n")
+        if parts[-1] == b"":
+            parts.pop()
+        for number, data in enumerate(parts, 1):
+            whole = len(data) <= limit or (len(data) == limit + 1 and data.endswith(b"\r"))
+            yield (number, data if whole else data[:nio._PREVIEW_BYTES], len(data), not whole)
+
+    monkeypatch.setattr(nio, "_CHUNK", chunk)
+    got = [tuple(line) for line in nio.iter_lines(io.BytesIO(text), max_line_bytes=limit)]
+    assert got == list(expected())

@@ -48,6 +48,9 @@ LINE_ERRORS = [
     ("nan", b'{"messages": [{"role": "user", "content": "x"}], "reference_answer": {"v": NaN}}', "non_finite_number"),
     ("infinity", b'{"messages": [{"role": "user", "content": "x"}], "score": Infinity}', "non_finite_number"),
     ("minus_infinity", b'{"messages": [{"role": "user", "content": "x"}], "score": -Infinity}', "non_finite_number"),
+    ("overflow", b'{"messages": [{"role": "user", "content": "x"}], "score": 1e999}', "non_finite_number"),
+    ("lone_surrogate", b'{"messages": [{"role": "user", "content": "x\\ud800"}]}', "lone_surrogate"),
+    ("invalid_escape", b'{"messages": [{"role": "user", "content": "C:\\qux"}]}', "invalid_escape"),
     ("missing_messages", line({"id": "m", "reference_answer": "4"}), "missing_messages"),
     ("null_messages", line(GOOD, messages=None), "missing_messages"),
     ("messages_string", line(GOOD, messages="hi"), "messages_not_list"),
@@ -272,7 +275,8 @@ def test_typed_record_view_and_its_errors():
 
 
 SCHEMA_CASES = [json.loads(raw) for name, raw, code in LINE_ERRORS
-                if code not in ("invalid_json", "not_an_object", "blank_line", "invalid_utf8", "non_finite_number")
+                if code not in ("invalid_json", "not_an_object", "blank_line", "invalid_utf8", "non_finite_number",
+                                "lone_surrogate", "invalid_escape")
                 and name not in ("duplicate_tool_names", "tool_required_unknown")]  # beyond JSON Schema
 
 

@@ -16,19 +16,20 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
 EXPECTED = {
     "s00-ok": "ok", "s01-raise": "exception", "s02-hang": "timeout", "s03-exit": "exception", "s04-os_exit": "crash",
     "s05-segfault": "crash", "s06-memory": "exception", "s07-drop": "missing_result", "s08-nan": "non_finite",
-    "s09-inf": "non_finite", "s10-string_score": "invalid_format", "s11-wrong_id": "missing_result",
+    "s09-inf": "non_finite", "s10-string_score": "invalid_format", "s11-wrong_id": "invalid_format",
     "s12-bad_metric": "invalid_format", "s13-out_of_range": "ok", "s14-random": "ok", "s15-ok": "ok",
 }
 
 
 def test_check_reports_every_fault_of_the_faulty_reward(capsys):
     code = main(["reward", "check", str(FIXTURES / "faulty.py"), "--events", str(FIXTURES / "faulty_events.jsonl"),
-                 "--workers", "2", "--timeout", "1", "--memory-mb", "256", "--json"])
+                 "--workers", "2", "--timeout", "1", "--memory-mb", "256", "--batch-size", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert set(out) == {"summary", "results", "latency"}
-    assert out["summary"] == {"total": 16, "ok": 4, "exception": 3, "timeout": 1, "crash": 2, "invalid_format": 2,
-                              "missing_result": 2, "non_finite": 2}
+    assert set(out) == {"summary", "results", "latency", "output"}
+    assert out["summary"] == {"total": 16, "ok": 4, "exception": 3, "timeout": 1, "crash": 2, "invalid_format": 3,
+                              "missing_result": 1, "non_finite": 2}
+    assert "Fatal Python error: Segmentation fault" in out["output"]  # the crash's stack, captured
     assert [r["id"] for r in out["results"]] == list(EXPECTED), "every sample, in file order"
     assert {r["id"]: r["status"] for r in out["results"]} == EXPECTED
     assert all(set(r) == {"id", "status", "score", "error"} for r in out["results"])

@@ -30,7 +30,7 @@ def test_inline_classifies_each_fault_and_keeps_order(faulty):
     report = run_harness(faulty, samples_for(*responses), batch_size=4, workers=0, timeout=5)
     assert report.ids == [f"s{i}-{r}" for i, r in enumerate(responses)]
     assert report.statuses == ["ok", "non_finite", "non_finite", "invalid_format", "missing_result",
-                               "missing_result", "invalid_format", "exception", "exception", "ok"]
+                               "invalid_format", "invalid_format", "exception", "exception", "ok"]
     by_id = {r.id: r for r in report.results}
     assert by_id["s0-ok"].score == 1.0 and by_id["s0-ok"].metrics == {"correct": 1.0, "response_length": 2.0}
     assert "ValueError: the reward raised on purpose" in by_id["s7-raise"].error
@@ -39,10 +39,11 @@ def test_inline_classifies_each_fault_and_keeps_order(faulty):
     assert "metrics_list[0] (m).value" in by_id["s6-bad_metric"].error
     assert all(r.score is None for r in report.results if r.status != "ok")
     summary = report.summary
-    assert summary == {"total": 10, "ok": 2, "exception": 2, "timeout": 0, "crash": 0, "invalid_format": 2,
-                       "missing_result": 2, "non_finite": 2}
+    assert summary == {"total": 10, "ok": 2, "exception": 2, "timeout": 0, "crash": 0, "invalid_format": 3,
+                       "missing_result": 1, "non_finite": 2}
     assert sum(summary[s] for s in STATUSES) == summary["total"]
-    assert any("matching no sample" in w for w in report.warnings), "the renamed result is reported"
+    assert "id matches no sample it was given (ids ['s5-wrong_id-renamed'])" in by_id["s5-wrong_id"].error
+    assert any("ids it was not given" in w for w in report.warnings), "the renamed result is reported"
 
 
 def test_failed_batch_is_split_so_good_samples_keep_their_scores(faulty):
@@ -122,20 +123,21 @@ def test_contract_violations(output, status, words):
     assert all(words in r.error for r in report.results), report.errors
 
 
-def test_a_result_twice_for_one_id_leaves_the_other_sample_missing():
+def test_a_result_twice_for_one_id_breaks_the_call():
     def twice(event, context):
         return [{"id": event[0]["id"], "aggregate_reward_score": 1.0}] * len(event)
 
     report = run_harness(twice, samples_for("a", "b"), batch_size=2)
-    assert report.statuses == ["ok", "missing_result"]
+    assert report.statuses == ["invalid_format", "invalid_format"]
     assert "no result with id 's1-b'" in report.results[1].error
-    assert any("matching no sample" in w for w in report.warnings)
+    assert "(ids ['s0-a'])" in report.results[0].error
+    assert any("ids it was not given" in w for w in report.warnings)
 
 
 def test_ids_returned_with_another_type_get_a_hint():
     samples = [make_sample(RECORD, "4", sample_id="7")]
     report = run_harness(lambda e, c: [{"id": 7, "aggregate_reward_score": 1.0}], samples)
-    assert report.statuses == ["missing_result"]
+    assert report.statuses == ["invalid_format"]
     assert "id 7 is int: return the sample's id unchanged" in report.results[0].error
 
 

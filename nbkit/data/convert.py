@@ -28,7 +28,31 @@ def read_table(path: str | os.PathLike) -> Any:
         raise UserError(f"cannot read {path}: use a .csv, .tsv, .parquet, .jsonl or .json table")
     if not path.exists():
         raise UserError(f"table not found: {path}")
-    return readers[path.suffix.lower()](path)
+    try:
+        return readers[path.suffix.lower()](path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: {_first_bad_byte(path)} is not UTF-8; re-encode the file as UTF-8 "
+                        "(e.g. iconv -f latin1 -t utf-8)") from None
+    except (ValueError, pd.errors.ParserError) as exc:  # malformed CSV/JSON, a parquet that is not one
+        raise UserError(f"cannot read {path} as a table: {exc}") from None
+
+
+def _first_bad_byte(path: Path) -> str:
+    """'line L, byte B (b'\\xNN')' of the first byte of a file that is not UTF-8, read in bounded memory."""
+    import codecs
+
+    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                before = chunk[:max(exc.start, 0)]
+                line += before.count(b"\n")
+                column = len(before) - before.rfind(b"\n")
+                return f"line {line}, byte {column} ({chunk[exc.start:exc.start + 1]!r})"
+            line += chunk.count(b"\n")
+    return "a byte"
 
 
 def _rows(table: Any) -> list[Mapping[str, Any]]:

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from nbkit.data.io import (
     DEFAULT_MAX_LINE_BYTES,
-    STRICT_DECODER,
+    VALIDATING_DECODER,
+    DuplicateKeys,
     NonFiniteNumber,
     RawLine,
+    decode,
+    decode_keeping_last,
     dumps,
     iter_lines,
     open_binary,
@@ -43,7 +47,10 @@ CODES: dict[str, tuple[str, str]] = {
     "invalid_utf8": (ERROR, "the line is not valid UTF-8"),
     "line_too_long": (ERROR, "the line is longer than the maximum line size"),
     "invalid_json": (ERROR, "the line is not valid JSON"),
-    "non_finite_number": (ERROR, "the line holds NaN or Infinity, which JSON does not allow"),
+    "invalid_escape": (ERROR, "a string holds a backslash escape JSON does not define (\\x, \\u12, ...)"),
+    "lone_surrogate": (ERROR, "a string holds an unpaired \\ud800-\\udfff escape, which is not text"),
+    "non_finite_number": (ERROR, "the line holds NaN, Infinity or a number that overflows to infinity"),
+    "duplicate_key": (WARNING, "an object names a key twice; the last value is kept (an error under bedrock)"),
     "not_an_object": (ERROR, "the line is JSON but not an object"),
     # the record
     "bad_id": (ERROR, "id is present but not a non-blank string"),
@@ -332,8 +339,12 @@ def _tool_schema_problems(tool: Any) -> list[tuple[str, str]]:
     return out
 
 
-def decode_line(raw: RawLine, max_line_bytes: int) -> tuple[Any, list[Problem], list[Problem]]:
-    """Parse one raw line: (the JSON value or None, line-level errors, line-level warnings)."""
+def decode_line(raw: RawLine, max_line_bytes: int,
+                profile: str = "sagemaker") -> tuple[Any, list[Problem], list[Problem]]:
+    """Parse one raw line: (the JSON value or None, line-level errors, line-level warnings).
+
+    Never raises for what a line holds: every way a line can be unreadable has its own code.
+    """
     if raw.too_long:
         return None, [Problem(
             "line_too_long", "",
@@ -358,13 +369,26 @@ def decode_line(raw: RawLine, max_line_bytes: int) -> tuple[Any, list[Problem], 
         )], warnings
     if not text or text.isspace():
         return None, [Problem("blank_line", "", "blank line; delete it (JSONL has one record per line)")], warnings
+    repeated: Sequence[str] = ()
     try:
-        value = STRICT_DECODER.decode(text)
+        try:
+            value, end = _SCAN(text, 0)  # the C scanner itself: decode() minus a Python call, on the hot path
+            if end != len(text):
+                value = decode(text, VALIDATING_DECODER)  # trailing whitespace or data: the full rules
+        except StopIteration:
+            value = decode(text, VALIDATING_DECODER)  # leading whitespace, or nothing valid: the full rules
+        except DuplicateKeys:  # rare: read it again the way Python's json does, noting every repeated key
+            value, repeated = decode_keeping_last(text)
     except NonFiniteNumber as exc:
         return None, [Problem(
             "non_finite_number", "", f"{exc}; write null or a finite number, or quote it as a string",
         )], warnings
     except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Invalid \\"):  # "Invalid \escape", "Invalid \uXXXX escape"
+            return None, [Problem(
+                "invalid_escape", "", f"{exc.msg} at character {exc.pos + 1} ({text[exc.pos:exc.pos + 6]!r}); "
+                "JSON allows only \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX: escape the backslash as \\\\",
+            )], warnings
         return None, [Problem(
             "invalid_json", "", f"invalid JSON at character {exc.pos + 1}: {exc.msg}; fix the syntax of this line",
         )], warnings
@@ -372,11 +396,55 @@ def decode_line(raw: RawLine, max_line_bytes: int) -> tuple[Any, list[Problem], 
         return None, [Problem("invalid_json", "", f"unreadable JSON value: {exc}")], warnings
     except RecursionError:
         return None, [Problem("invalid_json", "", "JSON nested too deeply to read; flatten the record")], warnings
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):  # only an escape can make a lone surrogate
+        where = lone_surrogate(value)
+        if where:
+            return None, [Problem("lone_surrogate", where[0], where[1])], warnings
     if type(value) is not dict:
         return None, [Problem(
             "not_an_object", "", f"the line is a JSON {type(value).__name__}, not an object {{...}} holding one record",
         )], warnings
+    if repeated:
+        problem = Problem(
+            "duplicate_key", "",
+            f"key(s) {', '.join(map(repr, repeated[:5]))} appear twice in one object; Python's json keeps the "
+            "last value, other readers may keep the first or refuse the line: keep one",
+        )
+        if profile == "bedrock":  # AWS's Bedrock checker refuses it; the record's other checks still run
+            return value, [problem], warnings
+        warnings.append(problem)
     return value, [], warnings
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SCAN = VALIDATING_DECODER.scan_once
+
+
+def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(field path, message) of the first string (key or value) holding an unpaired surrogate, or None.
+
+    The JSON decoder joins a proper pair (an escaped emoji) into one character, so what is left cannot be
+    encoded as UTF-8, and writing the record anywhere would fail.
+    """
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return path, (f"unpaired surrogate \\u{ord(value[exc.start]):04x} at character {exc.start + 1} of "
+                          "the string: it is half of a UTF-16 pair, not text; fix or remove the escape")
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            where = lone_surrogate(key, f"{path}.<key>" if path else "<key>") or lone_surrogate(
+                item, f"{path}.{key}" if path else str(key))
+            if where:
+                return where
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            where = lone_surrogate(item, f"{path}[{i}]")
+            if where:
+                return where
+    return None
 
 
 @dataclass
@@ -526,9 +594,9 @@ def _rejected_row(source: str, number: int, rid: str | None, errors: list[Proble
             row["raw_bytes"] = raw.size
     else:
         try:
-            dumps(value)
+            dumps(value).encode("utf-8")
             row["record"] = value
-        except (TypeError, ValueError):  # not JSON (a set, a NaN): keep its repr so nothing is lost
+        except (TypeError, ValueError):  # not JSON (a set, a NaN, a lone surrogate): keep its repr, lose nothing
             row["record"] = repr(value)
     return row
 
@@ -582,7 +650,7 @@ def validate_file(
         try:
             run = _Validation(report, max_issues, rejected, valid, keep_records)
             for raw in _progress(iter_lines(stream, max_line_bytes), str(path)):
-                value, errors, warnings = decode_line(raw, max_line_bytes)
+                value, errors, warnings = decode_line(raw, max_line_bytes, profile)
                 run.add(raw.number, value, errors, warnings, raw)
         finally:
             for handle in (rejected, valid):
@@ -612,8 +680,11 @@ def validate_records(
     try:
         run = _Validation(report, max_issues, rejected, None, keep_records=True)
         for number, value in enumerate(records, start=1):
-            if type(value) is dict:
-                run.add(number, value, _json_problems(value), [], None)
+            problems = _json_problems(value) if type(value) is dict else None
+            if problems and problems[0].code == "lone_surrogate":  # its id may be the string that cannot be
+                run.add(number, None, problems, [], None, original=value)  # written: keep it out of the report
+            elif problems is not None:
+                run.add(number, value, problems, [], None)
             else:
                 problem = Problem("not_an_object", "", f"record is a {type(value).__name__}, not a dict")
                 run.add(number, None, [problem], [], None, original=value)
@@ -625,9 +696,13 @@ def validate_records(
 
 
 def _json_problems(record: dict[str, Any]) -> list[Problem]:
-    """A record built in memory can hold what a JSON line cannot (NaN, a set, a datetime): catch it here."""
+    """A record built in memory can hold what a JSON line cannot (NaN, a set, a datetime, a lone surrogate
+    from a badly decoded table): catch it here, before it reaches a file."""
     try:
-        dumps(record)
+        dumps(record).encode("utf-8")
+    except UnicodeEncodeError:
+        field, message = lone_surrogate(record) or ("", "a string holds an unpaired surrogate")
+        return [Problem("lone_surrogate", field, message)]
     except ValueError as exc:
         return [Problem("non_finite_number", "", f"{exc}: replace NaN/Infinity with null or a finite number")]
     except TypeError as exc:
@@ -636,8 +711,10 @@ def _json_problems(record: dict[str, Any]) -> list[Problem]:
 
 
 def _progress(lines: Iterator[RawLine], label: str) -> Iterator[RawLine]:
-    """A progress bar in notebooks and terminals; tqdm's own overhead is a few % of the validation time."""
+    """A progress bar in notebooks and terminals (tqdm's own overhead is a few % of the validation time);
+    where there is none to show (no terminal), the lines themselves, without tqdm's pass-through layer."""
     from tqdm.auto import tqdm
 
-    return iter(tqdm(lines, desc=f"validating {Path(label).name}", unit=" lines", mininterval=1.0,
-                     disable=None, leave=False))
+    bar = tqdm(lines, desc=f"validating {Path(label).name}", unit=" lines", mininterval=1.0, disable=None,
+               leave=False)
+    return lines if bar.disable else iter(bar)

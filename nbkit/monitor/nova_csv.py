@@ -98,6 +98,8 @@ def csv_text(path: Path) -> tuple[str, str]:
 
 
 def _from_archive(path: Path) -> tuple[str, str]:
+    from nbkit.train.archive import read_member
+
     try:
         with tarfile.open(path, "r:*") as tar:
             members = [m for m in tar.getmembers() if m.isfile() and PurePosixPath(m.name).name == METRICS_CSV]
@@ -105,8 +107,7 @@ def _from_archive(path: Path) -> tuple[str, str]:
                 raise UserError(f"{path} holds no {METRICS_CSV}; is it the job's output.tar.gz (not model.tar.gz)?")
             if len(members) > 1:
                 raise UserError(f"{path} holds {len(members)} copies of {METRICS_CSV}: {[m.name for m in members]}")
-            handle = tar.extractfile(members[0])
-            data = handle.read() if handle is not None else b""
+            data = read_member(tar, members[0], str(path))  # capped: a huge member is an error, not a 2 GB read
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{path} is not a readable tar archive ({exc}); download it again") from None
     try:

@@ -1,15 +1,20 @@
 """Labels and notes on samples, kept in an append-only JSONL file so no re-run or second browser loses one.
 
-Every save appends a line (flushed and fsynced); reading takes the latest line per sample key. Flagged samples
-are exported as Nova RFT records, with the review attached, for fixing the data set or the reward.
+Every save appends one line in a single write() on an O_APPEND descriptor, then fsyncs it, so concurrent
+browsers never interleave and a saved note survives a power cut. A crash can still cut the last line short:
+reading skips such a torn line with a warning naming it (file and line) and keeps every other annotation, and
+the next save starts on a fresh line. Reading takes the latest line per sample key. Flagged samples are
+exported as Nova RFT records, with the review attached, for fixing the data set or the reward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +23,10 @@ from nbkit.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+class AnnotationWarning(UserWarning):
+    """A line of annotations.jsonl could not be read and was skipped (the others are kept)."""
+
 
 LABELS = ("correct", "wrong answer", "format error", "reward too high", "reward too low", "bad reference", "unclear")
 ANNOTATIONS_FILE = "annotations.jsonl"
@@ -47,6 +56,7 @@ class AnnotationStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.skipped: list[tuple[int, str]] = []  # (line number, why) of lines the last read() skipped
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> AnnotationStore:
@@ -66,33 +76,49 @@ class AnnotationStore:
             "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
         } | {k: _plain(v) for k, v in context.items() if k not in ("key", "label", "note", "flagged", "ts")}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, ensure_ascii=False, allow_nan=False)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        # backslashreplace: a lone surrogate pasted into a note is kept as its \\uXXXX escape, not an error
+        line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8", "backslashreplace")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # the last append was cut short: start afresh
+                line = b"\n" + line
+            view = memoryview(line)
+            while view:  # one write(); more only if the kernel wrote part of it (a full disk, a signal)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         return record
 
     def read(self) -> list[dict[str, Any]]:
-        """Every annotation ever saved, oldest first; a damaged line is an error naming its line number."""
+        """Every annotation ever saved, oldest first. A line that cannot be read (torn by a crash, or edited by
+        hand) is skipped with an AnnotationWarning naming it; it never hides the lines around it."""
+        self.skipped = []
         if not self.path.is_file():
             return []
         out = []
-        with self.path.open(encoding="utf-8") as fh:
+        with self.path.open("rb") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(
-                        f"{self.path}:{number} is not valid JSON ({exc.msg}); the file is append-only and written "
-                        "by the review browser: fix or delete that line by hand (no other line is affected)"
-                    ) from None
-                if not isinstance(record, dict) or "key" not in record:
-                    raise UserError(f"{self.path}:{number} is not an annotation (an object with a 'key'): {line[:80]!r}")
+                except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for a character cut in half
+                    self._skip(number, "it is incomplete, a save cut short by a crash" if _torn(line, exc)
+                               else f"it is not valid JSON ({exc})")
+                    continue
+                if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+                    self._skip(number, f"it is not an annotation (an object with a 'key'): {line[:80]!r}")
+                    continue
                 out.append(record)
         return out
+
+    def _skip(self, number: int, why: str) -> None:
+        self.skipped.append((number, why))
+        warnings.warn(f"{self.path}:{number} skipped: {why}. Every other annotation is kept, and the next "
+                      "save starts on a new line; delete that line by hand to silence this warning",
+                      AnnotationWarning, stacklevel=3)
 
     def latest(self) -> dict[str, dict[str, Any]]:
         """The current annotation of each sample: the last line for its key wins."""
@@ -110,6 +136,16 @@ class AnnotationStore:
                 frame[col] = None
         return frame[cols + [c for c in frame.columns if c not in cols]].sort_values("ts", ascending=False,
                                                                                        ignore_index=True)
+
+
+def _torn(line: bytes, exc: ValueError) -> bool:
+    """Whether an unreadable line is the start of a valid one: it stops where the text ends."""
+    if not line.endswith(b"\n"):
+        return True
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.end >= len(line.rstrip())
+    text = line.decode("utf-8", "replace").rstrip()
+    return isinstance(exc, json.JSONDecodeError) and (exc.pos >= len(text) or exc.msg.startswith("Unterminated"))
 
 
 def _index_records(records: list[dict[str, Any]]) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -186,11 +222,15 @@ def export_flagged(store: AnnotationStore, frame: pd.DataFrame | None, out: str 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for annotation in flagged:
-            record = flagged_record(annotation, rows.get(annotation["key"]), by_id, by_prompt)
-            fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n")
-    os.replace(tmp, out)
+    try:
+        with tmp.open("w", encoding="utf-8", errors="backslashreplace") as fh:
+            for annotation in flagged:
+                record = flagged_record(annotation, rows.get(annotation["key"]), by_id, by_prompt)
+                fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # gone after the rename; removed when anything failed
     return len(flagged)
 
 

@@ -2,14 +2,20 @@
 
 Exit codes: 0 every sample ok (check) / nothing gameable and every good format credited (probe); 1 otherwise;
 2 when the reward cannot be loaded or the input file is unusable (the reason is printed).
-Imports stay inside the handlers so `nbkit --help` is instant.
+Stdout carries the report alone: while a reward is loaded and run, whatever else writes to this process's
+stdout (a reward run in-process, a process it starts, native code) is captured instead, so `--json` output
+always parses. Imports stay inside the handlers so `nbkit --help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="score reward-event samples and report each sample's status",
         description="Score every sample of an events file and give each one a status: ok, exception, timeout, "
-        "crash, invalid_format, missing_result or non_finite. Exit 0 when all are ok, 1 otherwise, 2 when "
-        "the reward cannot be loaded.",
+        "crash, invalid_format (a call that also answers for ids it was not given breaks the contract), "
+        "missing_result or non_finite. What the reward prints is kept in the report (--json: \"output\", "
+        "truncated), never on stdout. Exit 0 when all are ok, 1 otherwise, 2 when the reward cannot be loaded.",
     )
     check.add_argument("reward", metavar="REWARD", help=REWARD_HELP)
     check.add_argument("--events", required=True, metavar="PATH",
@@ -116,22 +123,60 @@ def read_events(path: str | Path) -> tuple[list[dict], list[str]]:
     return samples, warnings
 
 
+@contextlib.contextmanager
+def stdout_kept_for_the_report() -> Iterator[Any]:
+    """Point fd 1 at a pipe drained (bounded) into a `Captured` for the duration, and sys.stdout straight at
+    it, then put both back."""
+    from nbkit.rewards.executors import Captured, Sink
+
+    caught = Captured()
+    sys.stdout.flush()
+    python_stdout, sys.stdout = sys.stdout, Sink(caught)
+    saved = os.dup(1)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+
+    def drain() -> None:
+        while data := os.read(read_end, 1 << 16):
+            caught.add(data)
+
+    reader = threading.Thread(target=drain, name="nbkit-stdout-guard", daemon=True)
+    reader.start()
+    try:
+        yield caught
+    finally:
+        sys.stdout = python_stdout
+        os.dup2(saved, 1)  # closes our last copy of the pipe's write end: the reader sees end-of-file
+        os.close(saved)
+        reader.join(timeout=2.0)
+        if not reader.is_alive():
+            os.close(read_end)
+
+
 def run_check(args: argparse.Namespace) -> int:
     from nbkit.rewards.harness import run_harness
 
-    reward = _load(args.reward)
-    if reward is None:
-        return 2
-    samples, warnings = read_events(args.events)
-    report = run_harness(reward, samples, batch_size=args.batch_size, workers=args.workers, timeout=args.timeout,
-                         retries=args.retries, memory_mb=args.memory_mb, check_determinism=True, progress=not args.json and sys.stderr.isatty())
+    with stdout_kept_for_the_report() as stray:
+        reward = _load(args.reward)
+        if reward is None:
+            return 2
+        samples, warnings = read_events(args.events)
+        report = run_harness(reward, samples, batch_size=args.batch_size, workers=args.workers,
+                             timeout=args.timeout, retries=args.retries, memory_mb=args.memory_mb,
+                             check_determinism=True, progress=not args.json and sys.stderr.isatty())
+    output = report.output
+    if stray.total:
+        warnings.append(f"{stray.total:,} bytes were written to stdout outside the harness (when the reward was "
+                        "loaded, or by native code or a process it started); they are in the report's output")
+        output = f"{output}\n{stray.text()}" if output else stray.text()
     for line in warnings + report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     if args.json:
         body = {"summary": report.summary,
                 "results": [{"id": r.id, "status": r.status, "score": r.score, "error": r.error}
                             for r in report.results],
-                "latency": report.to_dict(results=False)["latency"]}
+                "latency": report.to_dict(results=False)["latency"], "output": output}
         print(json.dumps(body, indent=2))
     else:
         print(_check_table(report))
@@ -152,14 +197,18 @@ def run_probe(args: argparse.Namespace) -> int:
     from nbkit.data import read_jsonl
     from nbkit.rewards.probes import run_probes
 
-    reward = _load(args.reward)
-    if reward is None:
-        return 2
-    records = list(read_jsonl(args.data))
-    if args.limit:
-        records = records[: args.limit]
-    report = run_probes(reward, records, threshold=args.threshold, variant=args.variant, workers=args.workers,
-                        timeout=args.timeout, kind=args.kind)
+    with stdout_kept_for_the_report() as stray:
+        reward = _load(args.reward)
+        if reward is None:
+            return 2
+        records = list(read_jsonl(args.data))
+        if args.limit:
+            records = records[: args.limit]
+        report = run_probes(reward, records, threshold=args.threshold, variant=args.variant,
+                            workers=args.workers, timeout=args.timeout, kind=args.kind)
+    if stray.total:
+        print(f"warning: the reward wrote {stray.total:,} bytes to stdout; they were kept out of the report",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -3,22 +3,29 @@
 Each executor maps a list of batches to one `Outcome` per batch, in order, and never raises because of the
 handler: an exception, a timeout or a dead worker is an outcome like any other. Worker processes are
 replaced when they die or hang, so one bad call cannot stall or lose the others.
+
+A worker owns what the reward starts: it leads its own process group, kills every process the reward left
+behind after each call and when it stops, and dies with its parent. What a reward writes to stdout or stderr
+is captured (bounded) for the report; it never reaches the caller's stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import io
 import math
 import os
+import pickle
 import queue
 import re
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 TRANSIENT = frozenset({
@@ -96,6 +103,67 @@ def exit_description(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} (the reward called os._exit or the interpreter died)"
 
 
+# ----------------------------------------------------------------------------------- captured output
+
+OUTPUT_LIMIT = 64 * 1024  # bytes of a reward's output kept for the report; the rest is counted, not kept
+_TAIL = 16 * 1024  # last bytes of each worker's output, where a crash leaves its Python stack
+
+
+class Captured:
+    """What a reward wrote to stdout and stderr: the first `limit` bytes kept, every byte counted."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.limit, self.total, self.head = limit, 0, bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+
+    def text(self) -> str:
+        text = self.head.decode("utf-8", errors="replace")
+        if self.total > len(self.head):
+            text += f"\n[... {self.total - len(self.head):,} more bytes not kept]"
+        return text
+
+
+class Sink(io.TextIOBase):
+    """sys.stdout/sys.stderr stand-in while a reward runs in this process: text goes to a Captured."""
+
+    encoding = "utf-8"
+
+    def __init__(self, captured: Captured) -> None:
+        self.captured = captured
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.captured.add(text.encode("utf-8", errors="backslashreplace"))
+        return len(text)
+
+
+@contextlib.contextmanager
+def python_output_to(captured: Captured) -> Iterator[None]:
+    """Send Python-level writes to sys.stdout and sys.stderr into `captured` for the duration."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = Sink(captured)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def deep_copy(batch: list[dict]) -> list[dict]:
+    """A copy the reward may change at will: the caller's samples stay as they were. pickle copies plain
+    JSON data several times faster than copy.deepcopy and keeps every type (numpy scalars included)."""
+    try:
+        return pickle.loads(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+    except Exception:  # something pickle cannot take (a lambda in metadata): the slow general copy
+        return copy.deepcopy(batch)
+
+
 # --------------------------------------------------------------------------------------- in-process
 
 class _CallTimeout(BaseException):
@@ -106,6 +174,10 @@ class _CallTimeout(BaseException):
 class InlineExecutor:
     """Calls the handler in this process: the cheapest path (the local trainer scores every GRPO step here).
 
+    Each call gets a deep copy of its batch (`copy_samples`; off only for nbkit's own graders, which never
+    change a sample), so a reward cannot rewrite the caller's samples or the records they share data with.
+    Python-level writes to stdout and stderr during the run go to `captured`.
+
     The per-call timeout is a watchdog: one interval timer (SIGALRM) ticks while the run lasts and raises in
     the handler once the current call is past its deadline, so a call costs no system call. It is enforced
     only in the main thread, only while Python bytecode runs, and within a tenth of the timeout (at most
@@ -113,14 +185,17 @@ class InlineExecutor:
     process with it. Use worker processes (workers >= 1) for rewards you do not trust.
     """
 
-    def __init__(self, handler: Callable[[Any, Any], Any], timeout: float | None, context: Any = None) -> None:
-        self.handler, self.timeout, self.context = handler, timeout, context
+    def __init__(self, handler: Callable[[Any, Any], Any], timeout: float | None, context: Any = None,
+                 copy_samples: bool = True) -> None:
+        self.handler, self.timeout, self.context, self.copy_samples = handler, timeout, context, copy_samples
+        self.captured = Captured()
         self.timeout_enforced = bool(
             timeout and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
         )
 
     def map(self, batches: Sequence[list[dict]], on_done: OnDone | None = None) -> list[Outcome]:
         handler, context, timer = self.handler, self.context, self.timeout if self.timeout_enforced else 0.0
+        copy_samples = self.copy_samples
         outcomes: list[Outcome] = []
         clock = time.perf_counter
         deadline = [math.inf]  # of the call in progress; inf between calls
@@ -136,27 +211,29 @@ class InlineExecutor:
             tick = min(timer / 10, 1.0)
             previous_timer = signal.setitimer(signal.ITIMER_REAL, tick, tick)
         try:
-            for c, batch in enumerate(batches):
-                start = clock()
-                try:
-                    deadline[0] = start + timer if timer else math.inf
+            with python_output_to(self.captured):
+                for c, batch in enumerate(batches):
+                    event = deep_copy(batch) if copy_samples else batch
+                    start = clock()
                     try:
-                        value = handler(batch, context)
-                    finally:
-                        deadline[0] = math.inf
-                    outcome = Outcome("returned", value, latency_s=clock() - start)
-                except _CallTimeout:
-                    outcome = Outcome("timeout", error=f"the call ran past the {timer:g} s timeout",
-                                      latency_s=clock() - start)
-                except KeyboardInterrupt:
-                    raise
-                except BaseException as exc:  # SystemExit too: a reward must not end the caller
-                    text, names = describe_exception(exc)
-                    outcome = Outcome("raised", error=text, error_types=names, latency_s=clock() - start)
-                if on_done:
-                    on_done(c, outcome)
-                else:
-                    outcomes.append(outcome)
+                        deadline[0] = start + timer if timer else math.inf
+                        try:
+                            value = handler(event, context)
+                        finally:
+                            deadline[0] = math.inf
+                        outcome = Outcome("returned", value, latency_s=clock() - start)
+                    except _CallTimeout:
+                        outcome = Outcome("timeout", error=f"the call ran past the {timer:g} s timeout",
+                                          latency_s=clock() - start)
+                    except KeyboardInterrupt:
+                        raise
+                    except BaseException as exc:  # SystemExit too: a reward must not end the caller
+                        text, names = describe_exception(exc)
+                        outcome = Outcome("raised", error=text, error_types=names, latency_s=clock() - start)
+                    if on_done:
+                        on_done(c, outcome)
+                    else:
+                        outcomes.append(outcome)
         finally:
             if timer:  # put back whatever alarm the caller had
                 signal.setitimer(signal.ITIMER_REAL, *previous_timer)
@@ -185,60 +262,200 @@ def _limit_memory(memory_mb: int | None) -> None:
         pass
 
 
-def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, crash_log: str | None = None) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """prctl(2) through ctypes; False where there is none (not Linux) or it fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """Live and zombie children of `pid` (Linux /proc; every thread's list, since threads fork too)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # no /proc: not Linux, the process group kill at the end is what there is
+        return []
+    found: list[int] = []
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                found.extend(int(c) for c in fh.read().split())
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/{pid}/task/{tid}"):  # a kernel without CONFIG_PROC_CHILDREN
+                return _scan_children(pid)
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def _scan_children(pid: int) -> list[int]:
+    """Children of `pid` from every process's stat line: the fallback without /proc/<pid>/task/*/children."""
+    out = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _has_children() -> bool:
+    """Whether this process has any child, running or not yet reaped: one system call, so the check after
+    every call costs next to nothing when the reward started nothing (the usual case)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except (AttributeError, OSError):  # no waitid here: look
+        pass
+    return True
+
+
+def kill_descendants() -> int:
+    """Kill every process this one started, however deep (this process is their subreaper, so orphans come
+    back to it), and reap them; the number killed."""
+    me, killed = os.getpid(), 0
+    for _ in range(1000):  # each round kills one generation; a fork loop cannot outlast it for long
+        if not _has_children():
+            break
+        children = _children(me)
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+                killed += 1
+    return killed
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit (killing what the reward started) when the parent dies: the kernel sends SIGTERM then (Linux
+    parent-death signal), and a watchdog thread checks getppid() each second as the fallback elsewhere."""
+    def stop(signum: int, frame: Any) -> None:
+        _exit_worker(0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs in the main thread, even mid-call
+
+    signal.signal(signal.SIGTERM, stop)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        _exit_worker(0)
+    threading.Thread(target=watch, name="nbkit-parent-watch", daemon=True).start()
+
+
+def _exit_worker(code: int) -> None:
+    """Leave nothing behind: kill the reward's processes (descendants, then the whole group) and exit."""
+    with contextlib.suppress(Exception):
+        kill_descendants()
+    with contextlib.suppress(Exception):
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    if os.getpgid(0) == os.getpid():  # only a group we lead: never the caller's, should setpgid have failed
+        os.killpg(0, signal.SIGKILL)  # the whole group, this process last of all
+    os._exit(code)
+
+
+def _own_output(output: Any) -> None:
+    """Point fds 1 and 2 (and sys.stdout/err, and a crash's stack dump) at the parent's capture pipe."""
+    import faulthandler
+
+    fd = output.fileno()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    output.close()
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+                                  line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+                                  line_buffering=True)
+    faulthandler.enable(file=sys.stderr, all_threads=False)  # the crashing thread: the watchdog is noise
+
+
+def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, output: Any = None,
+                parent_pid: int | None = None, inherited: Sequence[int] = ()) -> None:
     """Loop of a worker process: receive (call id, batch), run the handler, send back what happened.
 
-    A fatal error (segfault, abort) writes the Python stack to `crash_log`, so the parent can say where the
-    reward crashed.
+    The worker leads its own process group and is the subreaper of what the reward starts: after each call
+    it kills every process left behind, before answering. It exits when its parent dies (see
+    _die_with_parent). `inherited` are descriptors of the parent's it got by fork (its own pipe's other end
+    among them) and closes, so a dead parent also reads as end-of-file.
     """
-    if crash_log:
-        import faulthandler
-
-        faulthandler.enable(file=open(crash_log, "w"))  # noqa: SIM115 (must stay open until the process dies)
+    parent_pid = parent_pid or os.getppid()
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _die_with_parent(parent_pid)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if output is not None:
+        _own_output(output)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the notebook stops the parent, which stops us
     if hasattr(signal, "setitimer"):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     _limit_memory(memory_mb)
     handler = getattr(reward, "handler", reward)
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        call_id, batch = message
-        start = time.perf_counter()
-        try:
-            value = handler(batch, context)
-            reply = (call_id, "returned", value, None, (), time.perf_counter() - start)
-        except BaseException as exc:  # everything, SystemExit included, is reported, never fatal
-            text, names = describe_exception(exc)
-            reply = (call_id, "raised", None, text, names, time.perf_counter() - start)
-        try:
-            conn.send(reply)
-        except Exception as exc:  # the result cannot be pickled: it could not be JSON either
-            conn.send((call_id, "unserializable", None,
-                       f"the result cannot be serialized ({type(exc).__name__}: {exc})", (), reply[5]))
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            if message is None:
+                return
+            call_id, batch = message
+            start = time.perf_counter()
+            try:
+                value = handler(batch, context)
+                reply = (call_id, "returned", value, None, (), time.perf_counter() - start)
+            except BaseException as exc:  # everything, SystemExit included, is reported, never fatal
+                text, names = describe_exception(exc)
+                reply = (call_id, "raised", None, text, names, time.perf_counter() - start)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            kill_descendants()
+            try:
+                conn.send(reply)
+            except Exception as exc:  # the result cannot be pickled: it could not be JSON either
+                conn.send((call_id, "unserializable", None,
+                           f"the result cannot be serialized ({type(exc).__name__}: {exc})", (), reply[5]))
+    finally:
+        _exit_worker(0)
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "call", "deadline", "sent", "crash_log")
+    __slots__ = ("proc", "conn", "out", "eof", "tail", "call", "deadline", "sent")
 
-    def __init__(self, proc: Any, conn: Any, crash_log: str) -> None:
-        self.proc, self.conn, self.call, self.deadline, self.sent = proc, conn, None, 0.0, 0.0
-        self.crash_log = crash_log
+    def __init__(self, proc: Any, conn: Any, out: Any) -> None:
+        self.proc, self.conn, self.out, self.eof, self.tail = proc, conn, out, False, bytearray()
+        self.call, self.deadline, self.sent = None, 0.0, 0.0
 
 
-def crash_frames(path: str) -> str:
+def crash_frames(text: str) -> str:
     """' (in f (file.py:12) <- g (other.py:3))' from a faulthandler dump: the innermost frames up to and
     including the first one outside the standard library and nbkit, or '' when there is no dump."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', text)
+    dump = text[text.rfind("Fatal Python error"):] if "Fatal Python error" in text else ""
+    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', dump)
     shown = []
     for filename, line, func in frames:
         shown.append(f"{func} ({os.path.basename(filename)}:{line})")
@@ -252,7 +469,9 @@ class ProcessExecutor:
 
     A worker that hangs is killed at its deadline (status timeout); one that dies (os._exit, segfault, OOM
     kill) yields a crash outcome for its call; both are replaced by a fresh worker and the run goes on.
-    `start_method` defaults to fork where available, so rewards defined in a notebook need no pickling.
+    Stopping a worker kills its whole process group, so nothing the reward started survives the run.
+    The workers' stdout and stderr go to `captured`. `start_method` defaults to fork where available, so
+    rewards defined in a notebook need no pickling.
     """
 
     def __init__(self, reward: Any, workers: int, timeout: float | None, memory_mb: int | None = 2048,
@@ -263,44 +482,78 @@ class ProcessExecutor:
             raise ValueError(f"workers must be >= 1 for worker processes, got {workers}")
         methods = multiprocessing.get_all_start_methods()
         method = start_method or ("fork" if "fork" in methods else "spawn")
+        self.forks = method == "fork"
+        # The worker checks that its parent is this process; a forkserver's children have the server instead.
+        self.parent_pid = os.getpid() if method in ("fork", "spawn") else None
         self.ctx = multiprocessing.get_context(method)
         self.reward, self.workers, self.timeout, self.memory_mb, self.context = reward, workers, timeout, memory_mb, context
         self.replaced = 0
         self.timeout_enforced = bool(timeout)
+        self.captured = Captured()
+        self.pool: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
-        import tempfile
-
         parent, child = self.ctx.Pipe(duplex=True)
-        handle, crash_log = tempfile.mkstemp(prefix="nbkit-reward-crash-", suffix=".log")
-        os.close(handle)
+        reader, writer = self.ctx.Pipe(duplex=False)
+        # A forked worker holds copies of the parent's descriptors: its pipe's other end and the other
+        # workers' ends; it closes them, so none keeps a pipe open for a parent that is gone.
+        inherited = [parent.fileno(), reader.fileno()] + [
+            fd for w in self.pool if not w.conn.closed for fd in (w.conn.fileno(), w.out.fileno())
+        ] if self.forks else []
         proc = self.ctx.Process(target=worker_main, daemon=True, name="nbkit-reward-worker",
-                                args=(child, self.reward, self.context, self.memory_mb, crash_log))
+                                args=(child, self.reward, self.context, self.memory_mb, writer, self.parent_pid,
+                                      inherited))
         proc.start()
+        with contextlib.suppress(OSError):  # also set here: no window where a kill could miss the group
+            os.setpgid(proc.pid, proc.pid)
         child.close()
-        return _Worker(proc, parent, crash_log)
+        writer.close()
+        os.set_blocking(reader.fileno(), False)
+        return _Worker(proc, parent, reader)
 
-    @staticmethod
-    def _stop(worker: _Worker, kill: bool) -> None:
-        if kill:
-            worker.proc.kill()
-        else:
+    def _drain(self, w: _Worker) -> None:
+        """Move what a worker has written so far (up to 16 MiB a time) from its pipe into `captured`."""
+        for _ in range(256):
+            try:
+                data = os.read(w.out.fileno(), 1 << 16)
+            except OSError:  # nothing more for now (EAGAIN), or closed
+                return
+            if not data:
+                w.eof = True
+                return
+            self.captured.add(data)
+            w.tail += data
+            del w.tail[:-_TAIL]
+
+    def _stop(self, worker: _Worker, kill: bool) -> None:
+        """Stop a worker and every process in its group (what the reward started and left behind)."""
+        from multiprocessing.connection import wait
+
+        if not kill:
             with contextlib.suppress(OSError, ValueError):  # already gone: nothing to tell it
                 worker.conn.send(None)
-        worker.proc.join(timeout=2.0)
+            wait([worker.proc.sentinel], timeout=2.0)
+        elif worker.proc.exitcode is None:  # SIGTERM first: the worker kills what it started, even outside
+            with contextlib.suppress(ProcessLookupError):  # its group, unless stuck in native code
+                os.kill(worker.proc.pid, signal.SIGTERM)
+            wait([worker.proc.sentinel], timeout=1.0)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.proc.pid, signal.SIGKILL)  # before the join: the pid cannot be reused meanwhile
         if worker.proc.is_alive():
             worker.proc.kill()
-            worker.proc.join(timeout=2.0)
+        worker.proc.join(timeout=2.0)
+        self._drain(worker)
         worker.conn.close()
-        with contextlib.suppress(OSError):
-            os.unlink(worker.crash_log)
+        worker.out.close()
 
     def map(self, batches: Sequence[list[dict]], on_done: OnDone | None = None) -> list[Outcome]:
         from multiprocessing.connection import wait
 
         outcomes: list[Outcome | None] = [None] * len(batches)
         pending = deque(range(len(batches)))
-        pool = [self._spawn() for _ in range(min(self.workers, len(batches)))]
+        pool = self.pool = []
+        for _ in range(min(self.workers, len(batches))):
+            pool.append(self._spawn())
 
         def finish(w: _Worker, outcome: Outcome, replace: bool) -> None:
             if on_done:
@@ -331,8 +584,11 @@ class ProcessExecutor:
                 busy = [w for w in pool if w.call is not None]
                 now = time.monotonic()
                 wait_s = max(0.0, min(w.deadline for w in busy) - now) if busy else 0.0
-                ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+                outs = {w.out: w for w in pool if not w.eof}
+                ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy] + list(outs),
                                  timeout=None if wait_s == float("inf") else wait_s))
+                for out in ready.intersection(outs):
+                    self._drain(outs[out])
                 now = time.monotonic()
                 for w in busy:
                     if w.conn in ready or w.proc.sentinel in ready:
@@ -343,6 +599,7 @@ class ProcessExecutor:
         finally:
             for w in pool:
                 self._stop(w, kill=w.call is not None)
+            self.pool = []
         return [] if on_done else outcomes  # type: ignore[return-value]
 
     def _collect(self, w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> None:
@@ -359,7 +616,9 @@ class ProcessExecutor:
                               latency_s=time.monotonic() - w.sent), True)
             return
         w.proc.join(timeout=1.0)
-        finish(w, Outcome("crash", error=exit_description(w.proc.exitcode) + crash_frames(w.crash_log),
+        self._drain(w)
+        where = crash_frames(w.tail.decode("utf-8", errors="replace"))
+        finish(w, Outcome("crash", error=exit_description(w.proc.exitcode) + where,
                           latency_s=time.monotonic() - w.sent), True)
 
 

@@ -1,8 +1,10 @@
 """Run any reward handler over samples and give every sample exactly one status.
 
-Statuses: ok, exception, timeout, crash, invalid_format (result breaks the contract), missing_result (no
-result for the sample's id: wrong count or wrong ids), non_finite (NaN/inf score or metric). Nothing is
-dropped: the report has one result per input sample, in input order.
+Statuses: ok, exception, timeout, crash, invalid_format (result breaks the contract, including a call that
+returns results for ids it was not given), missing_result (no result for the sample's id), non_finite
+(NaN/inf score or metric). Nothing is dropped: the report has one result per input sample, in input order.
+Ids are read from the samples before the reward sees them, and in-process the reward gets a deep copy, so a
+reward that renames ids or edits its samples can neither earn `ok` nor change the caller's data.
 
 `workers=0` runs in-process and is the hot path of local training (called every GRPO step), so results are
 kept as columns and the per-sample objects, summaries and latency tables are built only when asked for.
@@ -23,7 +25,14 @@ from typing import Any
 
 from nbkit.errors import UserError
 from nbkit.rewards.contract import METRIC_TYPES, STATUSES, ContractError, check_result, envelope_hint
-from nbkit.rewards.executors import InlineExecutor, Outcome, ProcessExecutor, ThreadExecutor, is_transient
+from nbkit.rewards.executors import (
+    OUTPUT_LIMIT,
+    InlineExecutor,
+    Outcome,
+    ProcessExecutor,
+    ThreadExecutor,
+    is_transient,
+)
 
 FAILED_CALL = ("raised", "timeout", "crash")
 _OUTCOME_STATUS = {"raised": "exception", "timeout": "timeout", "crash": "crash", "unserializable": "invalid_format"}
@@ -57,6 +66,8 @@ class HarnessReport:
     determinism: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     columns: _Columns | None = field(default=None, repr=False)
+    output: str = ""  # what the reward wrote to stdout/stderr (the first 64 KiB; never the caller's stdout)
+    output_bytes: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -150,6 +161,9 @@ class HarnessReport:
         if self.determinism and self.determinism["mismatched"]:
             out.append(f"not deterministic: {len(self.determinism['mismatched'])} of {self.determinism['checked']} "
                        f"samples scored differently on a second run (e.g. {self.determinism['mismatched'][:3]})")
+        if self.output_bytes:
+            out.append(f"the reward wrote {self.output_bytes:,} bytes to stdout/stderr; the report's output "
+                       f"keeps the first {min(self.output_bytes, OUTPUT_LIMIT):,}")
         grader_errors = sum(1 for m in self.metric_list if m and m.get("grader_error"))
         if grader_errors:
             out.append(f"{grader_errors} sample(s) scored 0 because the grader could not score them "
@@ -180,7 +194,7 @@ class HarnessReport:
         """JSON-ready: summary, latency, warnings, determinism, settings and (optionally) every result."""
         out: dict[str, Any] = {"summary": self.summary, "latency": self.latency, "warnings": self.warnings,
                                "error_rate": self.error_rate, "determinism": self.determinism,
-                               "settings": self.settings}
+                               "settings": self.settings, "output": self.output}
         if results:
             out["results"] = [{"id": r.id, "status": r.status, "score": r.score, "error": r.error,
                                "metrics": r.metrics, "latency_s": r.latency_s} for r in self.results]
@@ -346,7 +360,9 @@ def _hashable_id(r: Any) -> Any:
 
 
 def _classify_slow(cols: _Columns, start: int, stop: int, out: list, notes: list[str]) -> None:
-    """Match results to samples by id (first unused result with that id), then check each one."""
+    """Match results to samples by id (first unused result with that id), then check each one. Results left
+    over (ids the call was not given, or a second result for one id) break the contract for the whole call:
+    the reward answered something it was not asked, so none of its answers in that call can be trusted."""
     n = stop - start
     by_id: dict[Any, list[int]] = {}
     for pos, r in enumerate(out):
@@ -380,7 +396,13 @@ def _classify_slow(cols: _Columns, start: int, stop: int, out: list, notes: list
                                        f"{n} sample(s) (first ids returned: {returned}){hint}")
     extra = [_hashable_id(out[p]) for p in range(len(out)) if p not in used]
     if extra:
-        notes.append(f"a call returned {len(extra)} result(s) matching no sample (ids {extra[:5]}); they were ignored")
+        message = (f"the call returned {len(extra)} result(s) whose id matches no sample it was given "
+                   f"(ids {extra[:5]}): the contract is exactly one result per sample id, unchanged")
+        for k in range(start, stop):
+            own = cols.errors[k]
+            cols.fail(k, "invalid_format", f"{message}; {own}" if own else message)
+        notes.append(f"a call returned {len(extra)} result(s) for ids it was not given (e.g. {extra[:3]}): "
+                     "its samples are invalid_format")
 
 
 # ----------------------------------------------------------------------------------------- running
@@ -394,7 +416,7 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
     if workers < 0:
         raise UserError(f"workers must be >= 0 (0 = in this process), got {workers}")
     if workers == 0:
-        return InlineExecutor(handler, timeout, context)
+        return InlineExecutor(handler, timeout, context, copy_samples=not getattr(reward, "pure", False))
     if getattr(reward, "remote", False):
         return ThreadExecutor(handler, workers, timeout, context)
     return ProcessExecutor(reward, workers, timeout, memory_mb, start_method, context)
@@ -403,8 +425,8 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
 class _Batches(Sequence):
     """The calls' batches, sliced when a call starts (not all up front: a long run would keep every slice)."""
 
-    def __init__(self, samples: list[dict], size: int) -> None:
-        self.samples, self.size = samples, size
+    def __init__(self, samples: list[dict], size: int, ids: list[str] | None = None) -> None:
+        self.samples, self.size, self.ids = samples, size, ids
         self.count = -(-len(samples) // size)
 
     def __len__(self) -> int:
@@ -418,7 +440,10 @@ class _Batches(Sequence):
         if not 0 <= c < self.count:
             raise IndexError(c)
         start = c * self.size
-        return self.samples[start:start + self.size]
+        batch = self.samples[start:start + self.size]
+        if self.ids is not None:  # read as the call starts, before the reward sees the batch (cache-hot)
+            self.ids[start:start + len(batch)] = _sample_ids(batch, offset=start)
+        return batch
 
 
 def _sample_ids(samples: Sequence[Any], offset: int = 0) -> list[str]:
@@ -477,19 +502,18 @@ def run_harness(
     samples = samples if isinstance(samples, list) else list(samples)
     executor = _executor(reward, workers, timeout, memory_mb, start_method, context)
     n = len(samples)
+    # Ids are read before the reward sees its samples, so a reward that renames them cannot match its results:
+    # up front for worker processes (a batch that cannot be matched is never sent), as each call starts
+    # in-process (where the reward gets a copy).
     inline = isinstance(executor, InlineExecutor)
-    # In-process, ids are read batch by batch right after the handler touched those samples (cache-hot);
-    # worker processes must not receive a batch that cannot be matched, so they are checked up front.
     cols, notes = _Columns([""] * n if inline else _sample_ids(samples)), []
-    batches = _Batches(samples, batch_size)
+    batches = _Batches(samples, batch_size, cols.ids if inline else None)
     bar = _progress(progress, n, getattr(reward, "name", "reward"))
     call_latencies: list[float] = [0.0] * len(batches)
     failed: dict[int, Outcome] = {}  # only failed calls are kept: retries and splits need them
 
     def on_done(c: int, outcome: Outcome) -> None:
         a, b = batches.span(c)
-        if inline:
-            cols.ids[a:b] = _sample_ids(samples[a:b], offset=a)
         _classify(cols, a, b, outcome, notes, fresh=True)
         call_latencies[c] = outcome.latency_s
         if outcome.kind != "returned":
@@ -519,6 +543,9 @@ def run_harness(
     if check_determinism:
         limit = 32 if check_determinism is True else int(check_determinism)
         report.determinism = _determinism(executor, samples, cols, limit, batch_size)
+    captured = getattr(executor, "captured", None)
+    if captured is not None and captured.total:
+        report.output, report.output_bytes = captured.text(), captured.total
     report.settings = {"batch_size": batch_size, "workers": workers, "timeout_s": timeout, "retries": retries,
                        "memory_mb": memory_mb if workers else None, "reward": getattr(reward, "name", None),
                        "executor": type(executor).__name__, "workers_replaced": getattr(executor, "replaced", 0)}

@@ -46,6 +46,13 @@ class Reward:
         return cls(name or spec or f"builtin:{grader.kind}", G.handler_for(grader), spec=spec, grader=grader)
 
     @property
+    def pure(self) -> bool:
+        """Whether the handler is known never to change the samples it is given: nbkit's own graders (a test
+        checks each one), or a deployed function, which receives them as JSON. The in-process harness gives
+        every other reward a deep copy of each batch."""
+        return self.grader is not None or self.remote
+
+    @property
     def source(self) -> Path | None:
         if self._source is None and self.grader is not None and packageable(self.grader):
             self._source = generated_source(self.grader)

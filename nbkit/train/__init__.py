@@ -1,8 +1,10 @@
-"""Training: one job spec for every backend, derived quantities, job handles, the widget, `nbkit train`.
+"""Training: one job spec for every backend, derived quantities, job handles, the widget, `nbkit train`,
+and `safe_extract`, the one way any stage unpacks an archive it did not write.
 
 Importing this package is cheap (pydantic only); backends and widgets are imported on use.
 """
 
+from nbkit.train.archive import safe_extract
 from nbkit.train.job import (
     DryRunHandle,
     JobHandle,
@@ -40,5 +42,6 @@ __all__ = [
     "load_spec",
     "plan_job",
     "read_job",
+    "safe_extract",
     "save_job",
 ]

@@ -12,11 +12,10 @@ import hashlib
 import json
 import os
 import re
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
@@ -398,76 +397,6 @@ def log_lines_since(logs: Any, group: str, start_ms: int, limit: int = 10_000) -
                 return []
             raise
     return lines[:limit]
-
-
-# --------------------------------------------------------------------------------- safe tar extraction
-
-MAX_EXTRACT_BYTES = 4 << 30  # output archives hold a manifest, CSVs and eval parquet: GBs mean something is off
-MAX_EXTRACT_MEMBERS = 100_000
-
-
-def safe_extract(
-    tar_path: str | os.PathLike,
-    dest: str | os.PathLike,
-    max_bytes: int = MAX_EXTRACT_BYTES,
-    max_members: int = MAX_EXTRACT_MEMBERS,
-) -> Path:
-    """Extract an archive that came from elsewhere (S3) without letting it write outside `dest`.
-
-    Rejects, before writing anything: absolute names, `..` escapes, symlinks or hardlinks that point
-    outside `dest` (or at absolute paths), device files and FIFOs, and archives whose member count or total
-    size exceeds the limits (tar bombs). Extraction then also runs through Python's `data` filter.
-    """
-    dest = Path(dest).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(tar_path, "r:*") as archive:
-            members = archive.getmembers()
-            problems = _unsafe_members(members, dest, max_bytes, max_members)
-            if problems:
-                raise_problems(problems, f"refusing to extract {tar_path}")
-            archive.extractall(dest, members=members, filter="data")
-    except tarfile.FilterError as exc:
-        raise UserError(f"refusing to extract {tar_path}: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UserError(f"{tar_path}: not a readable tar archive ({exc}); download it again") from None
-    return dest
-
-
-def _unsafe_members(members: list[tarfile.TarInfo], dest: Path, max_bytes: int, max_members: int) -> list[str]:
-    """Every reason an archive is unsafe; empty when it can be extracted."""
-    problems = []
-    if len(members) > max_members:
-        problems.append(f"{len(members)} members exceeds the limit of {max_members}")
-    total = sum(m.size for m in members if m.isfile())
-    if total > max_bytes:
-        problems.append(f"{total} uncompressed bytes exceeds the limit of {max_bytes}")
-    for member in members:
-        name = member.name
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-            problems.append(f"{name!r}: absolute path")
-            continue
-        target = (dest / name).resolve()
-        if not _inside(target, dest):
-            problems.append(f"{name!r}: escapes the destination folder")
-            continue
-        if member.issym():
-            link = member.linkname
-            resolved = (target.parent / link).resolve()
-            if PurePosixPath(link).is_absolute() or not _inside(resolved, dest):
-                problems.append(f"{name!r}: symlink to {link!r} points outside the destination folder")
-        elif member.islnk():
-            link = member.linkname
-            resolved = (dest / link).resolve()
-            if PurePosixPath(link).is_absolute() or not _inside(resolved, dest):
-                problems.append(f"{name!r}: hardlink to {link!r} points outside the destination folder")
-        elif not (member.isfile() or member.isdir()):
-            problems.append(f"{name!r}: device, FIFO or other special file")
-    return problems
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 # ------------------------------------------------------------------------- planning shared by backends

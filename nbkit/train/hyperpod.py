@@ -32,6 +32,7 @@ from pydantic import Field
 from nbkit.errors import UserError
 from nbkit.train import aws, sagemaker
 from nbkit.train import recipes as rec
+from nbkit.train.archive import safe_extract
 from nbkit.train.job import JobHandle, Plan
 from nbkit.train.spec import JobSpec, surface_default, with_surface_defaults
 
@@ -391,7 +392,7 @@ class HyperPodJobHandle(JobHandle):
             relative = uri[len(prefix):]
             local = aws.download(s3, uri, _inside(dest, relative))
             if local.name.endswith((".tar.gz", ".tgz")):
-                aws.safe_extract(local, local.parent)
+                safe_extract(local, local.parent)
         return dest
 
     def default_dest(self) -> Path:

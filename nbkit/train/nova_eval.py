@@ -19,6 +19,7 @@ from typing import Any
 
 from nbkit.errors import UserError
 from nbkit.train import aws, hyperpod, sagemaker
+from nbkit.train.archive import safe_extract
 from nbkit.train.job import JobHandle, Plan
 from nbkit.train.spec import JobSpec, with_surface_defaults
 
@@ -157,7 +158,7 @@ def import_results(path: str | os.PathLike, dest: str | os.PathLike | None = Non
     if root.is_file():
         if not root.name.endswith((".tar.gz", ".tgz", ".tar")):
             raise UserError(f"{root}: give the eval output folder or its output.tar.gz")
-        root = aws.safe_extract(root, Path(dest) if dest else root.parent / root.name.split(".")[0])
+        root = safe_extract(root, Path(dest) if dest else root.parent / root.name.split(".")[0])
     results_files = sorted(root.rglob("results_*.json"))
     details = sorted(root.rglob("details_*.parquet"))
     if not results_files and not details:

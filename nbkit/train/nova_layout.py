@@ -128,15 +128,38 @@ def read_output(path: str | os.PathLike) -> NovaOutput:
 def extract_output(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy the manifest and metrics CSV (byte for byte) out of an archive or folder into `dest`, flat.
 
-    Only those two names are written, so a hostile archive cannot place files outside `dest`.
+    Archives go through `safe_extract` (links and devices refused, streamed to disk, sizes capped); only
+    those two names are written, so a hostile archive cannot place files outside `dest`.
     """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    _, manifest_bytes, csv_bytes = _raw_files(Path(path))
-    for name, data in ((MANIFEST, manifest_bytes), (METRICS_CSV, csv_bytes)):
-        if data is not None:
-            (dest / name).write_bytes(data)
-    return dest
+    from nbkit.train.archive import copy_into, safe_extract
+
+    source = Path(path)
+    if source.is_dir():
+        found = {name: _find(source, name) for name in (MANIFEST, METRICS_CSV)}
+        archive = _find(source, ARCHIVE)
+        if found[MANIFEST] is None and archive is not None:
+            return extract_output(archive, dest)
+        if not any(found.values()):
+            raise _no_output(source)
+        for name, file in found.items():
+            if file is not None:
+                copy_into(file, dest, name)
+        return Path(dest)
+    if not source.exists():
+        raise UserError(f"training output not found: {source}; has the job finished and written {ARCHIVE}?")
+    picked: list[str] = []
+
+    def flat(name: str) -> str | None:
+        base = PurePosixPath(name).name
+        if base in (MANIFEST, METRICS_CSV):
+            picked.append(base)
+            return base
+        return None
+
+    safe_extract(source, dest, select=flat)
+    if not picked:
+        raise UserError(f"{source} holds neither {MANIFEST} nor {METRICS_CSV}: is it a Nova training output?")
+    return Path(dest)
 
 
 def _raw_files(path: Path) -> tuple[Path, bytes | None, bytes | None]:
@@ -147,19 +170,16 @@ def _raw_files(path: Path) -> tuple[Path, bytes | None, bytes | None]:
         if manifest_path is None and archive is not None:
             return _raw_files(archive)
         if manifest_path is None and csv_path is None:
-            raise UserError(
-                f"no Nova training output in {path}: expected {ARCHIVE}, or {MANIFEST} and {METRICS_CSV}; "
-                "point at the job's output folder (for SageMaker: s3://<output_path>/<job>/output/, downloaded)"
-            )
-        read = [p.read_bytes() if p is not None else None for p in (manifest_path, csv_path)]
+            raise _no_output(path)
+        read = [_file_bytes(p) if p is not None else None for p in (manifest_path, csv_path)]
         return path, read[0], read[1]
     if not path.exists():
         raise UserError(f"training output not found: {path}; has the job finished and written {ARCHIVE}?")
     try:
         with tarfile.open(path, "r:*") as tar:
             members = {PurePosixPath(m.name).name: m for m in tar.getmembers() if m.isfile()}
-            manifest_bytes = _member_bytes(tar, members.get(MANIFEST))
-            csv_bytes = _member_bytes(tar, members.get(METRICS_CSV))
+            manifest_bytes = _member_bytes(tar, members.get(MANIFEST), path)
+            csv_bytes = _member_bytes(tar, members.get(METRICS_CSV), path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{path} is not a readable tar.gz archive ({exc}); download it again") from None
     if manifest_bytes is None and csv_bytes is None:
@@ -203,11 +223,27 @@ def _find(folder: Path, name: str) -> Path | None:
     return next(iter(sorted(folder.rglob(name))), None)
 
 
-def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo | None) -> bytes | None:
-    if member is None:
-        return None
-    fh = tar.extractfile(member)
-    return fh.read() if fh is not None else None
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo | None, path: Path) -> bytes | None:
+    from nbkit.train.archive import read_member
+
+    return None if member is None else read_member(tar, member, str(path))
+
+
+def _no_output(folder: Path) -> UserError:
+    return UserError(
+        f"no Nova training output in {folder}: expected {ARCHIVE}, or {MANIFEST} and {METRICS_CSV}; "
+        "point at the job's output folder (for SageMaker: s3://<output_path>/<job>/output/, downloaded)"
+    )
+
+
+def _file_bytes(path: Path) -> bytes:
+    from nbkit.train.archive import MAX_READ_BYTES
+
+    size = path.stat().st_size
+    if size > MAX_READ_BYTES:
+        raise UserError(f"{path} is {size} bytes, more than the {MAX_READ_BYTES} a reader holds in memory; "
+                        "is this the right file?")
+    return path.read_bytes()
 
 
 def _parse_manifest(data: bytes, source: str | os.PathLike) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from pydantic import Field
 from nbkit.errors import UserError
 from nbkit.train import aws
 from nbkit.train import recipes as rec
+from nbkit.train.archive import safe_extract
 from nbkit.train.job import DryRunHandle, JobHandle, Plan
 from nbkit.train.spec import (
     JobSpec,
@@ -503,7 +504,7 @@ class SageMakerJobHandle(JobHandle):
         (and, for rft_eval, eval-result/results_*.json and details parquet)."""
         dest = Path(dest) if dest else self.default_dest()
         archive = aws.download(self.client("s3"), self.output_uri, dest / "output.tar.gz")
-        return aws.safe_extract(archive, dest)
+        return safe_extract(archive, dest)
 
     def default_dest(self) -> Path:
         """training/output for a training job (the layout every stage reads), training/eval/<job> for rft_eval."""
