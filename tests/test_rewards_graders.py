@@ -187,15 +187,23 @@ def test_handler_never_raises_and_flags_grader_errors(caplog):
     assert "no reference_answer" in caplog.text
 
 
-def test_composite_component_failure_is_contained():
+def test_a_composite_cannot_score_what_one_of_its_components_cannot(caplog):
+    """Regression: Composite(numeric, format) scored 0.5 with a silent `correct.error` on a record whose
+    reference has no number, where plain numeric scores 0 with grader_error and a warning."""
+    from nbkit.rewards.harness import run_harness
+
     grader = G.Composite([("correct", G.NumericMatch(), 0.5), ("format", G.FormatCheck(), 0.5)])
-    no_ref = {"id": "noref", "messages": [{"role": "assistant", "content": "3"}]}
+    no_number = make_sample({"id": "w", "messages": [{"role": "user", "content": "Name the colour"}],
+                             "reference_answer": {"solution": "blue"}}, "3", sample_id="w")
     ok = make_sample(MATH, "3", sample_id="ok")
-    results = G.handler_for(grader)([ok, no_ref], None)
-    assert results[0]["aggregate_reward_score"] == 1.0
-    assert results[1]["aggregate_reward_score"] == 0.5, "format still scores; numeric gives 0 and error = 1"
-    names = {m["name"]: m["value"] for m in results[1]["metrics_list"]}
-    assert names["correct.error"] == 1.0
+    for handler in (G.handler_for(grader), G.handler_for(G.NumericMatch())):
+        results = handler([ok, no_number], None)
+        assert results[0]["aggregate_reward_score"] == 1.0
+        assert results[1]["aggregate_reward_score"] == 0.0
+        assert results[1]["metrics_list"] == [{"name": "grader_error", "value": 1.0, "type": "Metric"}]
+        report = run_harness(handler, [ok, no_number], workers=0)
+        assert any("1 sample(s) scored 0 because the grader could not score them" in w for w in report.warnings)
+    assert caplog.text.count("numeric failed on sample 'w'") == 4  # each handler, called twice, warns
 
 
 @pytest.mark.parametrize("grader", [

@@ -61,8 +61,8 @@ def test_package_follows_local_imports_and_vendors_the_graders(tmp_path):
     reward = load_reward(str(FIXTURES / "packaged_reward.py"))
     plan = plan_package(reward)
     assert plan.handler == "packaged_reward.lambda_handler"
-    assert sorted(plan.files) == ["helper_pkg/__init__.py", "helper_pkg/words.py", "nbkit/rewards/graders.py",
-                                  "packaged_reward.py", "reward_helpers.py"]
+    assert sorted(plan.files) == ["helper_pkg/__init__.py", "helper_pkg/words.py", "nbkit/plain.py",
+                                  "nbkit/rewards/graders.py", "packaged_reward.py", "reward_helpers.py"]
     assert plan.third_party == []
     path = package_reward(reward, tmp_path / "out")
     assert path == tmp_path / "out" / "lambda.zip"
@@ -72,10 +72,10 @@ def test_package_follows_local_imports_and_vendors_the_graders(tmp_path):
     assert [next(m["value"] for m in r["metrics_list"] if m["name"] == "polite") for r in results] == [1.0, 0.0, 1.0]
 
 
-def test_builtin_packages_as_one_generated_file(tmp_path):
+def test_builtin_packages_as_its_generated_file_and_the_plain_helpers(tmp_path):
     reward = load_reward("builtin:composite?numeric=0.9&length=0.1")
     path = package_reward(reward, tmp_path / "builtin.zip")
-    assert zipfile.ZipFile(path).namelist() == ["nbkit_reward.py"]
+    assert zipfile.ZipFile(path).namelist() == ["nbkit/__init__.py", "nbkit/plain.py", "nbkit_reward.py"]
     assert plan_package(reward).handler == "nbkit_reward.lambda_handler"
     assert run_zip_isolated(path, "nbkit_reward", tmp_path) == reward.handler(SAMPLES, None)
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbkit.plain import content_text, fold_text
+
 PROFILES = ("sagemaker", "bedrock")
 Profile = Literal["sagemaker", "bedrock"]
 
@@ -120,15 +122,6 @@ class RftRecord(BaseModel):
         return cls.model_validate(record)
 
 
-def content_text(content: Any) -> str:
-    """The text of a message's content, whether a string or a list of text parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def prompt_text(record: dict[str, Any]) -> str:
     """The last user turn: what a person reading results calls "the prompt"."""
     for message in reversed(record.get("messages") or []):
@@ -150,14 +143,6 @@ def full_prompt_text(record: dict[str, Any]) -> str:
     return "\n".join(content_text(m.get("content")) for m in record.get("messages") or [])
 
 
-_SPACE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """Case- and whitespace-insensitive form, so "What is 2+2?" and "what is  2+2? " count as one prompt."""
-    return _SPACE.sub(" ", text).strip().casefold()
-
-
 def prompt_key(record: dict[str, Any]) -> str:
     """Identity of a prompt for duplicate, conflict and leakage checks: every turn with its role, normalized.
 
@@ -165,7 +150,7 @@ def prompt_key(record: dict[str, Any]) -> str:
     prompt to the model.
     """
     return "\x1e".join(
-        f"{m.get('role')}\x1f{normalize_text(content_text(m.get('content')))}" for m in record.get("messages") or []
+        f"{m.get('role')}\x1f{fold_text(content_text(m.get('content')))}" for m in record.get("messages") or []
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from nbkit.errors import UserError
 from nbkit.evaluate import stats
+from nbkit.plain import json_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,7 +134,7 @@ class Comparison:
             "failed_samples": self.failed_samples,
             "unmatched": self.unmatched,
         }
-        return _json_safe(out)
+        return json_safe(out)
 
     def save(self, path: str | Path) -> None:
         """Write `to_dict()` as indented JSON (comparison.json)."""
@@ -155,29 +156,8 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", escape=True, border=0)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_json_safe(row) for row in frame.to_dict(orient="records")]
+    return [json_safe(row) for row in frame.to_dict(orient="records")]
 
 
 # --- preparing the frames ---------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def _prompt(record: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
 
 
 def _row(record: Mapping[str, Any], rid: str, sample: int, completion: Any) -> dict[str, Any]:
-    from nbkit.policy.base import content_text
+    from nbkit.plain import content_text
 
     prompt = next((content_text(m.get("content")) for m in reversed(record["messages"]) if m.get("role") == "user"), "")
     row = {

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.plain import content_text
 
 FINISH_REASONS = ("stop", "length", "error")
 Messages = list[dict[str, Any]]
@@ -97,17 +98,6 @@ def check_prompts(prompts: Sequence[Messages]) -> list[Messages]:
             messages.append({**message, "content": content_text(message.get("content"))})
         out.append(messages)
     return out
-
-
-def content_text(content: Any) -> str:
-    """Text of a message's content: a string, or Nova's list of {"type": "text", "text": ...} parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content)
-    return str(content)
 
 
 def without_answer(messages: Messages) -> Messages:

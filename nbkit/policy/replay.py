@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.plain import content_text
 from nbkit.policy.base import (
     FINISH_REASONS,
     Completion,
     Generator,
     Messages,
     approx_tokens,
-    content_text,
     without_answer,
 )
 

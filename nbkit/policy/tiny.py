@@ -34,6 +34,7 @@ from typing import Any
 
 from nbkit import REPRODUCIBLE_MATH, paths
 from nbkit.errors import UserError
+from nbkit.plain import content_text, fold_text
 
 # Bump when the build code changes in a way that changes the model: it is part of the cache key.
 # 2: built under nbkit's reproducible CPU math (MKL strict CNR, ATen AVX2), see nbkit/__init__.py.
@@ -125,7 +126,7 @@ def answer_text(record: Mapping[str, Any], answer_key: str = "solution") -> str 
 
 def normalize_answer(text: str) -> str:
     """Whitespace- and case-insensitive form used by the warm-start gate's exact match."""
-    return " ".join(text.replace(IM_END, " ").replace(ENDOFTEXT, " ").split()).lower()
+    return fold_text(text.replace(IM_END, " ").replace(ENDOFTEXT, " "))
 
 
 def cache_key(train_records: Sequence[Mapping[str, Any]], recipe: TinyRecipe) -> str:
@@ -229,20 +230,13 @@ def _examples(records: Sequence[Mapping[str, Any]], recipe: TinyRecipe) -> tuple
     out, skipped = [], 0
     for record in records:
         answer = answer_text(record, recipe.answer_key)
-        messages = [_plain_message(m) for m in record.get("messages", []) if m.get("role") != "assistant"]
+        messages = [{"role": str(m.get("role", "user")), "content": content_text(m.get("content"))}
+                    for m in record.get("messages", []) if m.get("role") != "assistant"]
         if answer is None or not messages:
             skipped += 1
             continue
         out.append((messages, answer))
     return out, skipped
-
-
-def _plain_message(message: Mapping[str, Any]) -> dict[str, str]:
-    """Role + string content (Nova allows content as a list of text parts)."""
-    content = message.get("content", "")
-    if isinstance(content, list):
-        content = "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
-    return {"role": str(message.get("role", "user")), "content": str(content)}
 
 
 def _render(messages: list[dict[str, str]], answer: str) -> str:

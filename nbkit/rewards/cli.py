@@ -92,6 +92,7 @@ def read_events(path: str | Path) -> tuple[list[dict], list[str]]:
 
     from nbkit.errors import UserError
     from nbkit.rewards.models import sample_model
+    from nbkit.validation import user_error
 
     path = Path(path)
     if not path.is_file():
@@ -114,9 +115,8 @@ def read_events(path: str | Path) -> tuple[list[dict], list[str]]:
             try:
                 sample_model(sample).model_validate(sample)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                warnings.append(f"{path}, line {number} (id {sample['id']!r}): {where}: {first['msg']}")
+                problems = "; ".join(user_error(exc, "sample").lines)  # type: ignore[attr-defined]
+                warnings.append(f"{path}, line {number} (id {sample['id']!r}): {problems}")
             samples.append(sample)
     if not samples:
         raise UserError(f"events file {path} holds no samples")

@@ -1,8 +1,8 @@
 """Built-in graders: composable reward functions that speak the Nova RFT Lambda contract.
 
-This module is deliberately standard-library only and imports nothing from nbkit: `package_reward` copies
-its source verbatim into the Lambda zip of a built-in reward, so the deployed function runs exactly the
-code that was prototyped. Every grader turns (response, reference, sample) into a score in 0..1 plus named
+This module is deliberately standard-library only and imports nothing from nbkit but `nbkit.plain` (also
+standard-library only): `package_reward` copies both verbatim into the Lambda zip of a built-in reward, so
+the deployed function runs exactly the code that was prototyped. Every grader turns (response, reference, sample) into a score in 0..1 plus named
 components; `handler_for(grader)` wraps it as `lambda_handler(event, context)` that never raises, scores
 unparseable output 0 and returns exactly one result per sample id.
 """
@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from nbkit.plain import content_text, squad_normalize
+
 LOG = logging.getLogger("nbkit.rewards.graders")
 
 # --------------------------------------------------------------------------------------------- text
@@ -24,18 +26,6 @@ _SPECIAL = re.compile(r"<\|[^<>|\n]{0,80}\|>|</?s>|<eos>|<pad>|\[EOS\]", re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _FENCE = re.compile(r"```[\w+.-]*[ \t]*\n?(.*?)```", re.S)
 _OPEN_FENCE = re.compile(r"```[\w+.-]*[ \t]*\n?")
-
-
-def message_text(content: Any) -> str:
-    """Message content as plain text: strings as they are, content-part lists joined (the eval docs' form)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in content]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    return str(content)
 
 
 def clean_response(text: str) -> str:
@@ -56,20 +46,6 @@ def clean_response(text: str) -> str:
     return text.strip()
 
 
-_PUNCT = re.compile(r"[^\w\s]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_SPACES = re.compile(r"\s+")
-
-
-def normalize_text(text: str, case_sensitive: bool = False) -> str:
-    """SQuAD-style normalization: case, punctuation, articles and whitespace do not count."""
-    if not case_sensitive:
-        text = text.lower()
-    text = _PUNCT.sub(" ", text)
-    text = _ARTICLES.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
-
-
 # ------------------------------------------------------------------------------------ event reading
 
 def response_message(sample: dict) -> dict:
@@ -84,14 +60,14 @@ def response_message(sample: dict) -> dict:
 
 
 def response_text(sample: dict) -> str:
-    return message_text(response_message(sample).get("content"))
+    return content_text(response_message(sample).get("content"))
 
 
 def question_text(sample: dict) -> str:
     """The last user message (what the model was asked), for judges and probes."""
     for message in reversed(sample.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return message_text(message.get("content"))
+            return content_text(message.get("content"))
     return ""
 
 
@@ -306,7 +282,7 @@ def values_equal(got: Any, want: Any, rel_tol: float = 1e-6, abs_tol: float = 1e
                 number = _as_number(want)
                 return number is not None and math.isclose(float(got), number, rel_tol=rel_tol, abs_tol=abs_tol)
             return False
-        return normalize_text(got) == normalize_text(want)
+        return squad_normalize(got) == squad_normalize(want)
     return got == want
 
 
@@ -359,7 +335,7 @@ class ExactMatch(Grader):
         return {"field": self.field, "case_sensitive": self.case_sensitive}
 
     def grade(self, response: str, reference: Any, sample: dict) -> tuple[float, list[Component]]:
-        want = normalize_text(clean_response(answer_of(reference, self.field)), self.case_sensitive)
+        want = squad_normalize(clean_response(answer_of(reference, self.field)), self.case_sensitive)
         text = clean_response(response)
         candidates = [text]
         boxed = _boxed_contents(text)
@@ -371,7 +347,7 @@ class ExactMatch(Grader):
                 rest = text[marks[-1].end():].strip()
                 end = _SENTENCE_END.search(rest)
                 candidates = [text, rest[: end.start()] if end else rest]
-        correct = float(any(normalize_text(c, self.case_sensitive) == want for c in candidates if c.strip()))
+        correct = float(any(squad_normalize(c, self.case_sensitive) == want for c in candidates if c.strip()))
         return correct, [("exact_match", correct, "Reward"), ("response_chars", float(len(response)), "Metric")]
 
 
@@ -714,10 +690,15 @@ class Composite(Grader):
                 "gate": self.gate}
 
     def grade_batch(self, samples: list[dict]) -> list[tuple[float, list[Component]]]:
+        """A sample any component cannot score is not scored at all (0, `grader_error = 1`), as with that
+        component alone: a weighted mean over the components that worked would reward a broken record."""
         total = sum(w for _, w in self.components.values())
-        per = {name: _grade_each(grader, samples) for name, (grader, _) in self.components.items()}
+        per = {name: grade_safely(grader, samples) for name, (grader, _) in self.components.items()}
         graded = []
         for i in range(len(samples)):
+            if any(failed(per[name][i]) for name in self.components):
+                graded.append(FAILED)
+                continue
             score, comps = 0.0, []
             for name, (_, weight) in self.components.items():
                 sub, metrics = per[name][i]
@@ -731,23 +712,6 @@ class Composite(Grader):
 
     def grade(self, response: str, reference: Any, sample: dict) -> tuple[float, list[Component]]:
         return self.grade_batch([sample])[0]
-
-
-def _grade_each(grader: Grader, samples: list[dict]) -> list[tuple[float, list[Component]]]:
-    """A component's grades, one per sample; a failing sample gets 0 and `error = 1` without sinking the rest."""
-    try:
-        return grader.grade_batch(samples)
-    except Exception:
-        if len(samples) == 1:
-            raise
-    out = []
-    for s in samples:
-        try:
-            out.append(grader.grade_batch([s])[0])
-        except Exception as exc:  # one bad sample: logged and scored 0, the rest keep their grades
-            LOG.warning("%s grader failed on sample %r: %s: %s", grader.kind, s.get("id"), type(exc).__name__, exc)
-            out.append((0.0, [("error", 1.0, "Metric")]))
-    return out
 
 
 GRADERS: dict[str, type[Grader]] = {
@@ -803,16 +767,28 @@ def handler_for(grader: Grader) -> Callable[[Any, Any], list[dict[str, Any]]]:
     def lambda_handler(event: Any, context: Any = None) -> list[dict[str, Any]]:
         samples = [event] if isinstance(event, dict) else list(event or [])
         ids = [s.get("id") if isinstance(s, dict) else None for s in samples]
-        graded = _grade_each_safely(grader, samples)
+        graded = grade_safely(grader, samples)
         return [_result(i, score, comps) for i, (score, comps) in zip(ids, graded, strict=True)]
 
     lambda_handler.grader = grader  # type: ignore[attr-defined]
     return lambda_handler
 
 
-def _grade_each_safely(grader: Grader, samples: list[Any]) -> list[tuple[float, list[Component]]]:
+GRADER_ERROR = "grader_error"
+FAILED: tuple[float, list[Component]] = (0.0, [(GRADER_ERROR, 1.0, "Metric")])
+
+
+def failed(graded: tuple[float, list[Component]]) -> bool:
+    """Did the grader fail on this sample (rather than score it 0)?"""
+    return any(name == GRADER_ERROR for name, _, _ in graded[1])
+
+
+def grade_safely(grader: Grader, samples: list[Any]) -> list[tuple[float, list[Component]]]:
+    """One grade per sample: the whole batch at once, else one by one so a sample the grader cannot score
+    gets FAILED (0, `grader_error = 1`, logged) without sinking the others. Handlers and Composite's
+    components both grade through here, so a failure counts the same everywhere."""
     good = [i for i, s in enumerate(samples) if isinstance(s, dict)]
-    out: list[tuple[float, list[Component]]] = [(0.0, [("grader_error", 1.0, "Metric")])] * len(samples)
+    out: list[tuple[float, list[Component]]] = [FAILED] * len(samples)
     for i in set(range(len(samples))) - set(good):
         LOG.warning("sample %d is %s, not an object: scored 0", i, type(samples[i]).__name__)
     try:
@@ -825,7 +801,7 @@ def _grade_each_safely(grader: Grader, samples: list[Any]) -> list[tuple[float, 
             except Exception as exc:  # logged, scored 0 and flagged: the contract forbids raising
                 LOG.warning("grader %s failed on sample %r: %s: %s", grader.kind, samples[i].get("id"),
                             type(exc).__name__, exc)
-                graded.append((0.0, [("grader_error", 1.0, "Metric")]))
+                graded.append(FAILED)
     for i, (score, comps) in zip(good, graded, strict=True):
         out[i] = (score, comps)
     return out

@@ -24,6 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.plain import json_safe
 from nbkit.rewards.contract import METRIC_TYPES, STATUSES, ContractError, check_result, envelope_hint
 from nbkit.rewards.executors import (
     OUTPUT_LIMIT,
@@ -33,6 +34,7 @@ from nbkit.rewards.executors import (
     ThreadExecutor,
     is_transient,
 )
+from nbkit.rewards.graders import GRADER_ERROR
 
 FAILED_CALL = ("raised", "timeout", "crash")
 _OUTCOME_STATUS = {"raised": "exception", "timeout": "timeout", "crash": "crash", "unserializable": "invalid_format"}
@@ -164,7 +166,7 @@ class HarnessReport:
         if self.output_bytes:
             out.append(f"the reward wrote {self.output_bytes:,} bytes to stdout/stderr; the report's output "
                        f"keeps the first {min(self.output_bytes, OUTPUT_LIMIT):,}")
-        grader_errors = sum(1 for m in self.metric_list if m and m.get("grader_error"))
+        grader_errors = sum(1 for m in self.metric_list if m and m.get(GRADER_ERROR))
         if grader_errors:
             out.append(f"{grader_errors} sample(s) scored 0 because the grader could not score them "
                        "(metric grader_error = 1; see the log for why)")
@@ -212,17 +214,6 @@ class HarnessReport:
 
     def __repr__(self) -> str:
         return f"HarnessReport({self.summary})"
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf become None so reports are strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float]:

@@ -85,8 +85,10 @@ def plan_package(reward: Reward) -> PackagePlan:
         raise UserError(f"reward {reward.name!r} has no source file to package (it was built from a Python "
                         "object); write it as a .py file with lambda_handler(event, context)")
     source = Path(source)
-    if reward.grader is not None:  # generated stand-alone file: standard library only
-        return PackagePlan(f"{GENERATED_MODULE}.{reward.function}", {f"{GENERATED_MODULE}.py": source})
+    if reward.grader is not None:  # generated file (the graders + an entry point): standard library only
+        plan = PackagePlan(f"{GENERATED_MODULE}.{reward.function}", {f"{GENERATED_MODULE}.py": source})
+        _vendor_nbkit(plan, "nbkit.plain", set())
+        return plan
     root = source.parent
     plan = PackagePlan(f"{source.stem}.{reward.function}", {source.name: source})
     queue, seen = [source], {source}
@@ -112,14 +114,18 @@ def plan_package(reward: Reward) -> PackagePlan:
 
 
 def _vendor_nbkit(plan: PackagePlan, module: str, third: set[str]) -> None:
-    """A reward file may build on the built-in graders: that module is standard-library only, so it is
-    copied into the zip; any other part of nbkit needs packages Lambda lacks."""
+    """A reward file may build on the built-in graders and the plain-data helpers they use: both modules
+    are standard-library only, so they are copied into the zip; any other part of nbkit needs packages
+    Lambda lacks."""
+    from nbkit import plain
     from nbkit.rewards import graders
 
-    if module in ("nbkit.rewards.graders", "nbkit.rewards"):
-        plan.files["nbkit/rewards/graders.py"] = Path(graders.__file__)
+    if module in ("nbkit.rewards.graders", "nbkit.rewards", "nbkit.plain"):
+        plan.files["nbkit/plain.py"] = Path(plain.__file__)
         plan.generated.setdefault("nbkit/__init__.py", "")
-        plan.generated.setdefault("nbkit/rewards/__init__.py", "")
+        if module != "nbkit.plain":
+            plan.files["nbkit/rewards/graders.py"] = Path(graders.__file__)
+            plan.generated.setdefault("nbkit/rewards/__init__.py", "")
     else:
         third.add(module)
 

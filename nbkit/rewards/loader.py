@@ -88,7 +88,8 @@ def packageable(grader: G.Grader) -> bool:
 
 
 def generated_source(grader: G.Grader) -> Path:
-    """The stand-alone Lambda file of a built-in grader: graders.py verbatim + an entry point for its config.
+    """The Lambda file of a built-in grader: graders.py verbatim + an entry point for its config (its zip
+    also carries nbkit/plain.py, the one nbkit module graders.py imports).
 
     Written once per distinct config into the cache (content-addressed), so repeated loads are free.
     """

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.plain import squad_normalize
 from nbkit.rewards import graders as G
 from nbkit.rewards.contract import make_sample, record_id
 from nbkit.rewards.harness import HarnessReport, run_harness
@@ -176,7 +177,7 @@ def _wrong_values(kind: str, reference: Any, right: str, pool: Sequence[str]) ->
         offsets = [1, -1, 2, -2, 3, 4, -3, 5, 6]
         return [_fmt(value + step * o) for o in offsets]
     if kind == "text":
-        others = [a for a in dict.fromkeys(pool) if G.normalize_text(a) != G.normalize_text(right)]
+        others = [a for a in dict.fromkeys(pool) if squad_normalize(a) != squad_normalize(right)]
         return (others + [f"{right} ({k})" for k in range(1, 10)])[:9]
     return [_answer_text(kind, _perturb(reference, k)) for k in range(1, 10)]
 
@@ -410,7 +411,7 @@ class ProbeReport:
         return fig
 
     def to_dict(self) -> dict[str, Any]:
-        from nbkit.rewards.harness import json_safe
+        from nbkit.plain import json_safe
 
         return json_safe({"threshold": self.threshold, "verdict": self.verdict(), "gameable": self.gameable,
                            "rejects_good": self.rejects_good, "discrimination": self.discrimination,

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbkit.rewards.harness import HarnessReport, json_safe
+from nbkit.plain import json_safe
+from nbkit.rewards.harness import HarnessReport
 from nbkit.rewards.loader import Reward, load_reward
 from nbkit.rewards.probes import ProbeReport, run_probes
 

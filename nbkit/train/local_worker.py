@@ -34,6 +34,7 @@ import torch
 from transformers import TrainerCallback
 
 from nbkit.errors import UserError
+from nbkit.plain import content_text
 from nbkit.train.job import write_json_atomic
 from nbkit.train.local import LocalPaths, _now, read_progress, reward_stats
 from nbkit.train.nova_layout import nova_row, write_output
@@ -55,7 +56,7 @@ TRL_TO_NORMALIZED = {
 def completion_text(completion: Any) -> str:
     """TRL hands conversational completions as [{"role": "assistant", "content": ...}], plain ones as str."""
     if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+        return "".join(content_text(m.get("content")) for m in completion if isinstance(m, dict))
     return str(completion)
 
 
@@ -64,8 +65,6 @@ def completion_text(completion: Any) -> str:
 
 def prompt_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     """The conversation the policy sees: the record's turns up to (not including) a trailing assistant turn."""
-    from nbkit.data.records import content_text
-
     messages = [
         {"role": str(m.get("role", "user")), "content": content_text(m.get("content"))}
         for m in record.get("messages") or []
