@@ -7,11 +7,14 @@ values are coerced, unknown names are rejected with the list of valid ones.
 
 from __future__ import annotations
 
+import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from nbkit.errors import UserError
 from nbkit.validation import StrictModel, lines_error, user_error
@@ -21,6 +24,7 @@ class NotebookParams(StrictModel):
     """Fields every notebook has; subclasses add their own, each with a default that is small and safe."""
 
     notebook: ClassVar[str] = ""
+    entry: ClassVar[str] = ""  # "module:function" the notebook calls with its parameters
 
     run_dir: str = Field("", description="run folder (runs/<name>); empty means runs/interactive")
     seed: int = Field(0, description="seed for every random choice, so runs repeat exactly")
@@ -53,17 +57,20 @@ class ExploreDataParams(NotebookParams):
     against. `task` is a bundled sample task or a file; the clean splits land in <run>/data/."""
 
     notebook: ClassVar[str] = "01_explore_data"
+    entry: ClassVar[str] = "nbkit.data.explore:run"
 
+    seed: int = Field(0, description="seed for the sample task and the split")
     task: str = Field("math", description="bundled task (math, tools, chem) or a .jsonl/.csv/.parquet path or s3:// URI")
-    eval_data: str = Field("", description="separate eval JSONL; '' = the bundled eval split or a split of task")
+    eval_data: str = Field("", description="separate eval JSONL; empty means the bundled eval split or a split of task")
     n_train: int = Field(1200, ge=1, description="training records of a bundled task")
     n_eval: int = Field(200, ge=0, description="eval records of a bundled task")
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of a task file held out for eval")
-    stratify_by: str = Field("", description="field to stratify the split by, e.g. difficulty_level; '' = none")
-    profile: Literal["sagemaker", "bedrock"] = Field("sagemaker", description="validation profile (bedrock is stricter)")
-    tokenizer: str = Field("", description="local HF tokenizer folder for token counts; '' = regex approximation")
-    max_prompt_tokens: int = Field(2048, ge=0, description="prompt length budget to check against; 0 = no check")
-    max_new_tokens: int = Field(8192, ge=0, description="generation budget reference answers must fit; 0 = no check")
+    stratify_by: str = Field("", description="field to stratify the split by, e.g. difficulty_level; empty means none")
+    profile: Literal["sagemaker", "bedrock"] = Field(
+        "sagemaker", description="validation profile: sagemaker or bedrock (stricter)")
+    tokenizer: str = Field("", description="local HF tokenizer folder for token counts; empty means a regex approximation")
+    max_prompt_tokens: int = Field(2048, ge=0, description="prompt length budget to check against; 0 means no check")
+    max_new_tokens: int = Field(8192, ge=0, description="generation budget reference answers must fit; 0 means no check")
     max_line_bytes: int = Field(1_000_000, ge=1, description="longer JSONL lines are rejected as line_too_long")
     question_column: str = Field("question", description="question column when task is a .csv/.parquet table")
     answer_column: str = Field("answer", description="answer column when task is a .csv/.parquet table")
@@ -74,11 +81,14 @@ class PrototypeRewardParams(NotebookParams):
     contract, latency and hackability, and package it for Lambda into <run>/reward/."""
 
     notebook: ClassVar[str] = "02_prototype_reward"
+    entry: ClassVar[str] = "nbkit.rewards.prototype:run"
 
-    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
-    split: Literal["train", "eval"] = Field("train", description="data split of the run to prototype on")
+    seed: int = Field(0, description="seed for the probe texts")
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func or builtin:<name>")
+    split: Literal["train", "eval"] = Field("train", description="data split of the run to prototype on (train or eval)")
     num_samples: int = Field(50, ge=1, description="records to probe (the first N of the split)")
-    variant: Literal["sagemaker", "bedrock"] = Field("sagemaker", description="event shape sent to the reward")
+    variant: Literal["sagemaker", "bedrock"] = Field(
+        "sagemaker", description="event shape sent to the reward: sagemaker or bedrock (reference under metadata)")
     batch_size: int = Field(16, ge=1, description="samples per handler call")
     workers: int = Field(1, ge=0, description="isolated worker processes; 0 runs in this process (no crash isolation)")
     timeout_s: float = Field(30.0, gt=0, description="seconds one handler call may take")
@@ -90,9 +100,10 @@ class EvaluateBaselineParams(NotebookParams):
     """Notebook 03: k samples per eval prompt from the base model, scored by the reward; the RFT/SFT verdict."""
 
     notebook: ClassVar[str] = "03_evaluate_baseline"
+    entry: ClassVar[str] = "nbkit.evaluate.baseline:run"
 
     model: str = Field("tiny", description="base model: tiny, a local HF folder, bedrock:<model id or ARN>, replay:<path>")
-    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func or builtin:<name>")
     tiny_recipe: str = Field("default", description="recipe of the tiny default model: default (demo) or smoke (CI)")
     num_prompts: int = Field(64, ge=0, description="eval prompts to score (the first N of the eval split); 0 means all")
     k: int = Field(8, ge=1, description="samples per prompt (the pass-rate profile needs at least 2)")
@@ -109,52 +120,38 @@ class EvaluateBaselineParams(NotebookParams):
     reward_workers: int = Field(0, ge=0, description="reward worker processes; 0 scores in this process")
 
 
-class LaunchTrainingParams(NotebookParams):
+class _LaunchSettings(NotebookParams):
     """Notebook 04: the job spec (nbkit.train.spec.JobSpec) as flat parameters.
 
-    Hyperparameters left at None take the preset's value ("auto": the local CPU preset for the local
-    backend, AWS's documented guidance otherwise); `aws` and `local` hold AwsSettings / LocalSettings
-    fields, so an AWS params file sets everything a managed backend needs here.
+    The hyperparameters are the fields of `nbkit.train.spec.Hyperparameters` (added below, so they have one
+    source); one left at None takes the preset's value ("auto": the local CPU preset for the local backend,
+    each AWS surface's published recipe default otherwise). `aws` and `local` hold AwsSettings /
+    LocalSettings fields, so an AWS params file sets everything a managed backend needs here.
     """
 
     notebook: ClassVar[str] = "04_launch_training"
+    entry: ClassVar[str] = "nbkit.train.stage:prepare"
 
-    backend: str = Field("local", description="local, sagemaker, hyperpod or bedrock")
-    preset: str = Field("auto", description="auto, local-cpu or nova: values for hyperparameters left at None")
-    name: str = Field("", description="job name; '' = rft-<run folder name>")
+    seed: int = Field(0, description="seed of sampling, shuffling and initialization")
+    backend: str = Field("local", description="local, sagemaker, hyperpod, bedrock or sagemaker-serverless")
+    preset: str = Field("auto", description="values for hyperparameters left at None: auto, local-cpu or nova")
+    name: str = Field("", description="job name; empty means rft-<run folder name>")
     model: str = Field("tiny", description="base model: tiny, a local HF folder, or the Nova model id")
-    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func, builtin:<name>")
-    train_data: str = Field("", description="training JSONL; '' = <run>/data/train.jsonl")
-    eval_data: str = Field("", description="evaluation JSONL; '' = <run>/data/eval.jsonl")
-    output: str = Field("", description="output location; '' = <run>/training or the aws settings")
-    dry_run: bool = Field(True, description="plan only; set false to train (local runs are free)")
+    reward: str = Field("builtin:numeric", description="reward: file.py, file.py:func, module:func or builtin:<name>")
+    train_data: str = Field("", description="training JSONL; empty means <run>/data/train.jsonl")
+    eval_data: str = Field("", description="evaluation JSONL; empty means <run>/data/eval.jsonl")
+    output: str = Field("", description="output location; empty means <run>/training or the aws settings")
+    dry_run: bool = Field(True, description="plan only; set False to train (local runs are free)")
     wait: bool = Field(True, description="wait for the job to finish (local backend)")
-    timeout_s: float = Field(0.0, ge=0, description="longest wait in seconds; 0 = no limit. The job keeps running after it")
+    timeout_s: float = Field(0.0, ge=0, description="longest wait in seconds; 0 means no limit (the job keeps running after it)")
     restart: bool = Field(False, description="start training over instead of resuming this run's job (its files are kept)")
-    prices: str = Field("", description="JSON prices file overriding nbkit/train/prices.json; '' = bundled")
-    save_to: str = Field("", description="params file the editor's Save writes into; '' = params/interactive.yaml")
-    epochs: int | None = Field(None, description="passes over the training prompts (when max_steps is 0)")
-    learning_rate: float | None = Field(None, description="learning rate")
-    number_generation: int | None = Field(None, description="completions per prompt (GRPO group size)")
-    max_new_tokens: int | None = Field(None, description="longest completion in tokens")
-    global_batch_size: int | None = Field(None, description="rollouts per step (prompts x number_generation)")
-    lora_rank: int | None = Field(None, description="LoRA rank; 0 = full-rank training")
-    lora_alpha: int | None = Field(None, description="LoRA alpha")
-    loraplus_lr_ratio: float | None = Field(None, description="LoRA+ lr ratio (1.0 = plain LoRA)")
-    temperature: float | None = Field(None, description="rollout sampling temperature")
-    top_k: int | None = Field(None, description="rollout top-k; 0 = off")
-    max_length: int | None = Field(None, description="prompt + completion tokens")
-    kl_coef: float | None = Field(None, description="KL penalty (beta); 0 = off")
-    entropy_coef: float | None = Field(None, description="entropy bonus")
-    weight_decay: float | None = Field(None, description="AdamW weight decay")
-    save_steps: int | None = Field(None, description="checkpoint every N steps; 0 = at the end")
-    max_steps: int | None = Field(None, description="optimizer steps; 0 = from epochs and data size")
-    reasoning_effort: str | None = Field(None, description="Nova reasoning effort: low, medium, high; None = off")
-    aws: dict = Field({}, description="AwsSettings fields (region, role_arn, s3_bucket, ...)")
-    local: dict = Field({}, description="LocalSettings fields (threads, eval_every, ...)")
+    prices: str = Field("", description="JSON prices file overriding nbkit/train/prices.json; empty means bundled")
+    save_to: str = Field("", description="params file the editor's Save writes into; empty means params/interactive.yaml")
+    aws: dict = Field({}, description="AwsSettings fields (region, role_arn, s3_bucket, reward_lambda_arn, ...)")
+    local: dict = Field({}, description="LocalSettings fields (threads, eval_every, eval_prompts, ...)")
 
     @model_validator(mode="after")
-    def _spec_is_valid(self) -> LaunchTrainingParams:
+    def _spec_is_valid(self) -> _LaunchSettings:
         """Fail before the pipeline starts: build the job spec and check its ranges on its surface."""
         from nbkit.train.spec import from_params
 
@@ -168,26 +165,45 @@ class LaunchTrainingParams(NotebookParams):
         return self
 
 
-class MonitorTrainingParams(NotebookParams):
-    notebook: ClassVar[str] = "05_monitor_training"
+def _hyperparameter_fields() -> dict[str, Any]:
+    """Every Hyperparameters field, optional (None: the preset's value), with its own description; `seed` is
+    the notebook's own, and in a params file max_steps 0 (not None, which takes the preset's) means epochs."""
+    from nbkit.train.spec import Hyperparameters
 
+    described = {"max_steps": "optimizer steps; 0 means from epochs and the data size"}
+    return {name: (field.annotation | None, Field(None, description=described.get(name, field.description)))
+            for name, field in Hyperparameters.model_fields.items() if name != "seed"}
+
+
+LaunchTrainingParams = create_model(
+    "LaunchTrainingParams", __base__=_LaunchSettings, __module__=__name__, __doc__=_LaunchSettings.__doc__,
+    **_hyperparameter_fields(),
+)
+
+
+class MonitorTrainingParams(NotebookParams):
+    """Notebook 05: the training job's metrics, health rules and the stop recommendation."""
+
+    notebook: ClassVar[str] = "05_monitor_training"
+    entry: ClassVar[str] = "nbkit.monitor.notebook:run"
+
+    seed: int = Field(0, description="seed (monitoring draws no random numbers; kept for a uniform params file)")
     source: str = Field(
-        "", description="metrics source; '' = the run's training/job.json; or a run folder, job.json, MLflow .db, "
-        "mlflow:<run_id>@<uri>, step_wise_training_metrics.csv / output.tar.gz, cloudwatch:<smtj|smhp>:<group>[:<prefix>]"
-    )
-    region: str = Field("", description="AWS region of CloudWatch logs; '' = from job.json or the AWS config")
-    follow: bool = Field(False, description="refresh in place while the job runs (interactive; keep false in papermill)")
+        "", description="metrics source; empty means the run's training/job.json (or a path, mlflow:..., cloudwatch:...)")
+    region: str = Field("", description="AWS region of CloudWatch logs; empty means from job.json or the AWS config")
+    follow: bool = Field(False, description="refresh in place while the job runs (JupyterLab); keep False in papermill")
     refresh_s: float = Field(30.0, gt=0, description="seconds between refreshes when following")
     follow_timeout_s: float = Field(3600.0, gt=0, description="stop following after this many seconds")
-    allow_running: bool = Field(False, description="analyse a job that is still running (a snapshot); else wait for it")
-    target: float | None = Field(None, description="stop once the validation (else training) reward reaches this")
-    budget_steps: int | None = Field(None, ge=1, description="stop at this many steps")
-    budget_time_s: float | None = Field(None, gt=0, description="stop after this many seconds of training")
-    budget_cost: float | None = Field(None, gt=0, description="stop at this spend in dollars")
-    cost_per_hour: float | None = Field(None, gt=0, description="dollars per hour of the job; None = job.json estimate")
-    independent_metric: str = Field("val_reward", description="metric that must not fall while reward rises")
-    thresholds: dict[str, Any] = Field(default_factory=dict, description="health-rule threshold overrides")
-    smooth_span: int = Field(0, ge=0, description="EMA span of smoothed curves in steps; 0 = automatic")
+    allow_running: bool = Field(False, description="analyse a job that is still running (a snapshot); else wait for it to end")
+    target: float | None = Field(None, description="stop once the validation (else training) reward reaches this; None means no target")
+    budget_steps: int | None = Field(None, ge=1, description="stop at this many steps; None means no step budget")
+    budget_time_s: float | None = Field(None, gt=0, description="stop after this many seconds of training; None means no time budget")
+    budget_cost: float | None = Field(None, gt=0, description="stop at this spend in dollars; None means no cost budget")
+    cost_per_hour: float | None = Field(None, gt=0, description="dollars per hour of the whole job; None means the job.json estimate")
+    independent_metric: str = Field("val_reward", description="metric that must not fall while the training reward rises")
+    thresholds: dict[str, Any] = Field(
+        default_factory=dict, description='health-rule threshold overrides, e.g. {"max_error_rate": 0.1}')
+    smooth_span: int = Field(0, ge=0, description="EMA span of the smoothed curves in steps; 0 means about 2% of the run")
 
     @field_validator("thresholds")
     @classmethod
@@ -206,14 +222,15 @@ class EvaluateTunedParams(NotebookParams):
     """Notebook 06: the tuned model on the baseline's eval prompts with the baseline's sampling settings."""
 
     notebook: ClassVar[str] = "06_evaluate_tuned"
+    entry: ClassVar[str] = "nbkit.evaluate.tuned:run"
 
-    tuned_model: str = Field("", description="empty: the checkpoint in the training job's manifest; or a local HF "
-                             "folder, bedrock:<custom model ARN>, replay:<details parquet or JSONL>")
-    reward: str = Field("", description="reward spec; empty: the one the baseline used (must match it)")
+    seed: int = Field(0, description="bootstrap seed")
+    tuned_model: str = Field("", description="empty: checkpoint from the training job; or HF folder, bedrock:<arn>, replay:<path>")
+    reward: str = Field("", description="reward spec; empty: the baseline's (must match it)")
     pass_threshold: float = Field(0.0, ge=0, description="reward counted as a pass; 0 means the baseline's threshold")
-    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the confidence intervals")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - confidence level (0.05 for 95% intervals)")
-    allow_unmatched: bool = Field(False, description="compare common prompts if base and tuned cover different ones")
+    allow_unmatched: bool = Field(False, description="compare common prompts if the prompt sets differ")
     show_regressions: int = Field(10, ge=0, description="regressions listed in the report")
     threads: int = Field(0, ge=0, description="torch CPU threads for a local model; 0 means torch's default")
 
@@ -222,11 +239,13 @@ class ReviewOutputsParams(NotebookParams):
     """Notebook 07: browse, compare and annotate samples; static tables for the report."""
 
     notebook: ClassVar[str] = "07_review_outputs"
+    entry: ClassVar[str] = "nbkit.review.stage:run"
 
+    seed: int = Field(0, description="unused here; shared with the other notebooks")
     pass_threshold: float = Field(0.0, ge=0, description="reward counted as a pass (high bucket); 0 means the run's (06, else 03)")
     low_reward: float = Field(0.2, description="rewards below this are the low bucket; components below it failed")
     table_rows: int = Field(10, ge=1, description="rows in each report table")
-    show_browser: bool = Field(True, description="show the interactive browser (blank in static HTML reports)")
+    show_browser: bool = Field(True, description="show the interactive browser (blank in static HTML)")
 
 
 NOTEBOOKS: dict[str, type[NotebookParams]] = {
@@ -267,14 +286,32 @@ def from_namespace(notebook: str, namespace: dict[str, Any]) -> NotebookParams:
     return validate(cls.notebook, {k: namespace[k] for k in cls.model_fields if k in namespace})
 
 
-def describe(notebook: str) -> list[tuple[str, str, Any, str]]:
-    """(name, type, default, help) of each parameter: the source of truth the notebooks' cells must match."""
+def parameters_cell(notebook: str) -> str:
+    """The notebook's `parameters` cell, generated from its params class (the one source of names, defaults
+    and help): one annotated literal per line, in the form papermill reads (a plain type, no second `=`)."""
     cls = params_class(notebook)
-    rows = []
+    lines = []
     for name, field in cls.model_fields.items():
-        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        rows.append((name, kind, field.default, field.description or ""))
-    return rows
+        default = field.get_default(call_default_factory=True)
+        help_text = field.description or ""
+        if "=" in help_text:
+            raise ValueError(f"{cls.__name__}.{name}: papermill drops a parameter line with a second '='")
+        value = json.dumps(default) if isinstance(default, str) else repr(default)
+        lines.append(f"{name}: {_cell_type(field.annotation)} = {value}  # {help_text}")
+    return "\n".join(lines)
+
+
+def _cell_type(annotation: Any) -> str:
+    """The plain type papermill shows for an annotation (Optional and Literal collapse to their base type)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return type(args[0]).__name__
+    if origin in (typing.Union, types.UnionType):
+        return _cell_type(args[0])
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return annotation.__name__
 
 
 def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -16,18 +16,15 @@ def runs_root() -> Path:
     return Path(os.environ.get("NBKIT_RUNS", ROOT / "runs"))
 
 
-def run_dir(run: str | os.PathLike = "") -> Path:
-    """The run folder for a notebook's `run_dir` parameter; "" means runs/interactive (JupyterLab use)."""
+def run_path(run: str | os.PathLike = "") -> Path:
+    """The run folder a notebook's `run_dir` parameter names; "" means runs/interactive (JupyterLab use)."""
     path = Path(run) if str(run) else runs_root() / "interactive"
-    if not path.is_absolute():
-        path = ROOT / path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path if path.is_absolute() else ROOT / path
 
 
-def stage_dir(run: str | os.PathLike, stage: str) -> Path:
-    """A stage's folder inside a run (data, reward, baseline, training, ...), created on demand."""
-    path = run_dir(run) / stage
+def run_dir(run: str | os.PathLike = "") -> Path:
+    """`run_path`, created if it does not exist yet (what a stage about to write needs)."""
+    path = run_path(run)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -10,7 +10,7 @@ import html as html_lib
 import json
 from typing import Any
 
-from nbkit import paths
+from nbkit.layout import RunLayout
 from nbkit.params import NotebookParams
 
 
@@ -44,9 +44,9 @@ def show_params(p: NotebookParams) -> None:
 
 def headline(p: NotebookParams, text: str, html: str | None = None) -> None:
     """Show the notebook's key result and record it for the run index (runs/<name>/index.html)."""
-    folder = paths.run_dir(p.run_dir) / p.notebook
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "headline.json").write_text(json.dumps({"headline": text, "html": html}, indent=2))
+    path = RunLayout(p.run_dir).headline(p.notebook)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"headline": text, "html": html}, indent=2))
     try:
         from IPython.display import Markdown, display
     except ImportError:

@@ -23,18 +23,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 import yaml
 
 from nbkit import locking, params, paths, progress
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 
-STATUSES = ("pending", "running", "ok", "failed", "timeout", "dead_kernel", "interrupted")
+NotebookStatus = Literal["pending", "running", "ok", "failed", "timeout", "dead_kernel", "interrupted"]
+STATUSES: tuple[NotebookStatus, ...] = get_args(NotebookStatus)
 # Exceptions a notebook raises to say "a wait ran out" (the work it waited for goes on): status timeout.
 TIMEOUT_ERRORS = ("WaitTimeout",)
-LOCK_FILE = ".nbkit-run.lock"
-PROGRESS_FILE = "progress.json"
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
@@ -44,7 +44,7 @@ class NotebookRun:
 
     notebook: str
     values: dict[str, Any]
-    status: str = "pending"
+    status: NotebookStatus = "pending"
     duration_s: float = 0.0
     error: str | None = None
     cell: int | None = None
@@ -246,17 +246,18 @@ def execute(job: NotebookRun, run: Path, cell_timeout: float | None = None, live
     """
     import papermill
 
-    folder = run / job.notebook
+    layout = RunLayout(run)
+    folder = layout.notebook(job.notebook)
     folder.mkdir(parents=True, exist_ok=True)
-    executed = folder / f"{job.notebook}.ipynb"
-    (folder / "params.yaml").write_text(yaml.safe_dump(job.values, sort_keys=False))
-    (folder / "headline.json").unlink(missing_ok=True)
-    progress_file = folder / PROGRESS_FILE
+    executed = layout.executed(job.notebook)
+    layout.notebook_params(job.notebook).write_text(yaml.safe_dump(job.values, sort_keys=False))
+    layout.headline(job.notebook).unlink(missing_ok=True)
+    progress_file = layout.progress(job.notebook)
     progress_file.unlink(missing_ok=True)
     started_iso, started_ts = _now()
     base = {"notebook": job.notebook, "executed_notebook": str(executed), "started": started_iso,
             "started_ts": started_ts}
-    _write_status(folder, base | {"status": "running", "pid": os.getpid(),
+    _write_status(layout.status(job.notebook), base | {"status": "running", "pid": os.getpid(),
                                   "pid_create_time": locking.start_time(os.getpid())})
     status_line = LiveStatus(job.notebook, progress_file) if live else None
     os.environ[progress.ENV] = str(progress_file)
@@ -278,17 +279,17 @@ def execute(job: NotebookRun, run: Path, cell_timeout: float | None = None, live
         progress_file.unlink(missing_ok=True)
     job.duration_s = round(time.monotonic() - started, 2)
     ended_iso, ended_ts = _now()
-    _write_status(folder, base | {"status": job.status, "duration_s": job.duration_s, "error": job.error,
+    _write_status(layout.status(job.notebook), base | {"status": job.status, "duration_s": job.duration_s, "error": job.error,
                                   "cell": job.cell, "ended": ended_iso, "ended_ts": ended_ts})
     if executed.exists():
-        write_report(executed, folder / "report.html")
+        write_report(executed, layout.report(job.notebook))
     return job
 
 
-def _write_status(folder: Path, status: dict[str, Any]) -> None:
-    tmp = folder / ".status.json.tmp"
+def _write_status(path: Path, status: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(status, indent=2))
-    os.replace(tmp, folder / "status.json")
+    os.replace(tmp, path)
 
 
 def write_report(executed: Path, dest: Path) -> None:
@@ -310,14 +311,15 @@ def read_statuses(run: Path) -> list[dict[str, Any]]:
     Derived on every read, never stored: `running` whose process is gone reads `interrupted`, and a
     notebook that started before an earlier notebook last ended is `stale` (its inputs were re-made).
     """
+    layout = RunLayout(run)
     rows = []
-    for status_file in sorted(run.glob("[0-9][0-9]_*/status.json")):
+    for status_file in sorted(layout.root.glob(f"[0-9][0-9]_*/{layout.status('x').name}")):
         try:
             row = json.loads(status_file.read_text())
         except (OSError, ValueError):
             row = {"notebook": status_file.parent.name, "status": "interrupted",
                    "error": f"{status_file} is unreadable"}
-        headline = status_file.with_name("headline.json")
+        headline = layout.headline(status_file.parent.name)
         row |= json.loads(headline.read_text()) if headline.exists() else {"headline": None, "html": None}
         if row.get("status") == "running" and not locking.alive(row.get("pid"), row.get("pid_create_time")):
             row |= {"status": "interrupted", "error": "the pipeline process ended while this notebook ran"}
@@ -336,13 +338,15 @@ _COLORS = {"ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bf8700", "dead_ker
 
 def write_index(run: Path, params_file: str | Path) -> Path:
     """runs/<name>/index.html: one row per notebook with status, duration, headline and links."""
+    layout = RunLayout(run)
     rows = []
     for r in read_statuses(run):
         name = r["notebook"]
         links = " · ".join(
-            f'<a href="{name}/{target}">{label}</a>'
-            for target, label in (("report.html", "report"), (f"{name}.ipynb", "notebook"), ("params.yaml", "params"))
-            if (run / name / target).exists()
+            f'<a href="{path.relative_to(layout.root).as_posix()}">{label}</a>'
+            for path, label in ((layout.report(name), "report"), (layout.executed(name), "notebook"),
+                                (layout.notebook_params(name), "params"))
+            if path.exists()
         )
         error = f'<div class="err">{html.escape(r["error"])}</div>' if r.get("error") else ""
         stale = ('<div class="stale">stale: an earlier notebook ran again after this one; re-run from here to '
@@ -365,9 +369,8 @@ td table td,td table th{{padding:.2em .5em;font-size:90%}}</style>
 </head><body><h1>RFT Workbench run <code>{html.escape(run.name)}</code></h1>
 <p>Params file <code>{html.escape(str(params_file))}</code> · written {stamp}</p>
 <table><tr><th>notebook</th><th>status</th><th>duration</th><th>result</th></tr>{''.join(rows)}</table></body></html>"""
-    index = run / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    layout.index.write_text(page, encoding="utf-8")
+    return layout.index
 
 
 # ------------------------------------------------------------------------------------------- pipeline
@@ -392,7 +395,7 @@ def resume_command(params_file: Path, run: Path, notebook: str, overrides: list[
 def _stop_message(job: NotebookRun, run: Path, command: str) -> str:
     where = f" in cell {job.cell}" if job.cell is not None else ""
     head = f"\nPipeline stopped: {job.notebook} {job.status}{where}: {job.error}\n"
-    executed = f"Executed notebook: {run / job.notebook / (job.notebook + '.ipynb')}\n"
+    executed = f"Executed notebook: {RunLayout(run).executed(job.notebook)}\n"
     if job.status == "timeout":
         return (head + executed + "Nothing was lost: work the notebook waited for (a training job) goes on by "
                 f"itself. Continue (re-attaches, never starts over) with:\n  {command}")
@@ -413,7 +416,8 @@ def run_pipeline(params_file: str | Path, out: str | Path | None = None, only: l
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = shlex.join(["nbkit", "run", "--params", str(params_file)] + sum((["--set", o] for o in overrides), []))
-    with locking.exclusive(run / LOCK_FILE, f"run folder {run}", command=command):
+    layout = RunLayout(run)
+    with locking.exclusive(layout.lock, f"run folder {run}", command=command):
         write_index(run, params_file)
         total = time.monotonic()
         for i, job in enumerate(jobs, 1):
@@ -426,10 +430,10 @@ def run_pipeline(params_file: str | Path, out: str | Path | None = None, only: l
                 resume = resume_command(params_file, run, job.notebook, overrides, job.status)
                 print(_stop_message(job, run, resume), file=sys.stderr, flush=True)
                 break
-        (run / "run.json").write_text(json.dumps(
+        layout.run_record.write_text(json.dumps(
             {"params_file": str(params_file), "overrides": overrides, "notebooks": [asdict(j) for j in jobs]},
             indent=2, default=str))
-    print(f"Index: {run / 'index.html'}", flush=True)
+    print(f"Index: {layout.index}", flush=True)
     return jobs
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from nbkit import params, paths, runner
 from nbkit.data import load_split, prepare_data, prompt_key
-from nbkit.data.explore import examples_frame, prepare_from_params, rejected_frame
+from nbkit.data.explore import examples_frame, rejected_frame, run
 from nbkit.errors import UserError
 
 
@@ -76,7 +76,7 @@ def test_unknown_task_and_files_without_valid_records(tmp_path):
 def test_params_drive_the_stage(tmp_path):
     p = params.validate("01_explore_data", {"run_dir": str(tmp_path / "run"), "task": "tools", "n_train": "100",
                                             "n_eval": 100, "profile": "bedrock"})
-    stage = prepare_from_params(p)
+    stage = run(p)
     assert stage.validation["train"].profile == "bedrock" and len(stage.train) == 100
     with pytest.raises(UserError, match="profile"):
         params.validate("01_explore_data", {"profile": "openai"})

@@ -223,7 +223,7 @@ def write_eval(run, records):
     (data / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def test_run_baseline_writes_what_notebook_06_reads(runs_root, tmp_path):
+def test_the_baseline_stage_writes_what_notebook_06_reads(runs_root, tmp_path):
     from nbkit import params
     from nbkit.evaluate import baseline, tuned
 
@@ -234,7 +234,8 @@ def test_run_baseline_writes_what_notebook_06_reads(runs_root, tmp_path):
                               for r in RECORDS for a in ("4", "x = 3")))
     P = params.validate("03", {"run_dir": str(run), "model": f"replay:{replay}", "k": 2, "max_new_tokens": 8,
                                "n_boot": 100, "seed": 5})
-    samples, summary = baseline.run_baseline(P)
+    result = baseline.run(P)
+    samples, summary = result.samples, result.summary
     assert (run / "baseline" / "samples.parquet").exists()
     on_disk = json.loads((run / "baseline" / "summary.json").read_text())
     assert on_disk["reward"]["mean"] == pytest.approx(0.5)  # each prompt: one right answer out of two
@@ -251,7 +252,7 @@ def test_run_baseline_writes_what_notebook_06_reads(runs_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_baseline_with_the_tiny_model_copies_it_into_the_run(runs_root, tmp_path, monkeypatch):
+def test_the_baseline_stage_with_the_tiny_model_copies_it_into_the_run(runs_root, tmp_path, monkeypatch):
     from nbkit import params
     from nbkit.data.samples import make_task
     from nbkit.evaluate import baseline
@@ -266,7 +267,8 @@ def test_run_baseline_with_the_tiny_model_copies_it_into_the_run(runs_root, tmp_
     monkeypatch.setitem(tiny.RECIPES, "quick", tiny.resolve_recipe({"base": "smoke", "target_accuracy": 0.0,
                                                                      "eval_every": 5, "max_steps": 5}))
     P = params.validate("03", {"run_dir": str(run), "tiny_recipe": "quick", "k": 2, "n_boot": 50, "threads": 1})
-    samples, summary = baseline.run_baseline(P)
+    result = baseline.run(P)
+    samples, summary = result.samples, result.summary
     assert (run / "model" / "config.json").exists() and (run / "model" / "nbkit_build.json").exists()
     assert summary["settings"]["model_path"] == str(run / "model")
     assert summary["settings"]["tiny_build"]["warm_start_steps"] == 5

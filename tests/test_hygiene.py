@@ -30,12 +30,28 @@ def test_notebook_is_committed_clean(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
-def test_parameters_cell_matches_params_class(path):
+def test_parameters_cell_is_generated_from_the_params_class(path):
+    """The params class is the one source of names, defaults and help; the cell is its papermill form."""
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert "".join(cell["source"]) == params.parameters_cell(path.stem), (
+        "regenerate the cell: nbkit.params.parameters_cell(notebook) gives its text")
     declared = runner.declared_parameters(path.stem)
     fields = params.params_class(path.stem).model_fields
-    assert list(declared) == list(fields), "parameters cell and nbkit.params class must list the same names in order"
-    for name, info in declared.items():
-        assert info["help"], f"{name} needs a trailing help comment"
+    assert list(declared) == list(fields), "papermill must read every line (no second '=' in a help text)"
+    assert all(info["help"] for info in declared.values())
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_notebook_calls_its_stage_entry_with_its_parameters(path):
+    """One convention: each notebook hands its validated parameters to its stage's entry function."""
+    import importlib
+
+    entry = params.params_class(path.stem).entry
+    module, function = entry.split(":")
+    assert callable(getattr(importlib.import_module(module), function)), entry
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    assert f"{module.rsplit('.', 1)[-1]}.{function}(P" in code or f".{function}(P" in code, entry
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "smoke.yaml"])

@@ -105,7 +105,11 @@ def _local_run(root, store, *, in_job_json=True, checkpoints=()):
     record = {"backend": "local", "job_id": "rft-job-1", "dry_run": False, "handle": handle,
               "spec": {"hyper": {"max_new_tokens": 8, "max_steps": 120}, "local": {"eval_every": 10}}}
     (training / "job.json").write_text(json.dumps(record))
-    (training / "job" / "config.json").write_text(json.dumps({"tracking_uri": store["uri"], "mlflow_run_id": None}))
+    from nbkit.train.local import LocalJobConfig
+    from nbkit.train.spec import JobSpec
+
+    LocalJobConfig(job_id="rft-job-1", run_dir=str(root), training_dir=str(training), spec=JobSpec.local_preset(),
+                   tracking_uri=store["uri"], submitted="2026-12-02T00:00:00+00:00").write(training / "job" / "config.json")
     (training / "job" / "status.json").write_text(json.dumps(
         {"status": "completed", "mlflow_run_id": store["run_id"], "step": 120, "max_steps": 120}))
     return root

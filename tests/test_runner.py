@@ -11,6 +11,7 @@ from pydantic import Field
 
 from nbkit import cli, params, paths, runner
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +148,7 @@ def test_a_second_pipeline_into_the_same_run_folder_gets_one_line(pipeline, tmp_
     pfile = pipeline("print('fine')")
     run = tmp_path / "run"
     run.mkdir()
-    with locking.exclusive(run / runner.LOCK_FILE, f"run folder {run}", command="nbkit run --params a.yaml"):
+    with locking.exclusive(RunLayout(run).lock, f"run folder {run}", command="nbkit run --params a.yaml"):
         code = cli.main(["run", "--params", str(pfile), "--out", str(run)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1

@@ -274,4 +274,4 @@ def test_cli_waits_and_maps_status_to_exit_code(tmp_path, runs_root, scripted_ba
     scripted_backend.script = ["running"]
     assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c5"), "--timeout", "0.05"]) == 3
     assert cli.main(["train", "--params", str(path), "--out", str(runs_root / "c6"), "--no-wait"]) == 0
-    assert "status: failed" in capsys.readouterr().out
+    assert "job job-1: failed; recorded in" in capsys.readouterr().out

@@ -200,7 +200,9 @@ def test_plan_refuses_other_backends(tmp_path):
 def _handle(tmp_path, status: dict | None) -> local.LocalJobHandle:
     files = local.LocalPaths(tmp_path / "training")
     files.job_dir.mkdir(parents=True)
-    files.config.write_text(json.dumps({"tracking_uri": "sqlite:///x.db", "spec": {"local": {"experiment": "e"}}}))
+    local.LocalJobConfig(job_id="job-1", run_dir=str(tmp_path), training_dir=str(files.training),
+                         spec=JobSpec.local_preset(local={"experiment": "e"}), tracking_uri="sqlite:///x.db",
+                         submitted="2026-12-02T00:00:00+00:00").write(files.config)
     if status is not None:
         files.status.write_text(json.dumps(status))
     return local.LocalJobHandle("job-1", tmp_path, files.training)
@@ -274,3 +276,22 @@ def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):
     spec = spec.model_copy(update={"local": LocalSettings(threads=1, resume_from="last")})
     with pytest.raises(UserError, match="holds no checkpoint-N folder"):
         local.prepare(local.plan(spec), tmp_path / "run")
+
+
+def test_the_private_trl_methods_the_trainer_overrides_are_those_of_the_pinned_trl():
+    """WorkbenchGRPOTrainer (local_worker.trainer_class) overrides private GRPOTrainer methods for what no
+    public hook offers: advantages are computed after the reward functions run (so `log_metric` cannot see
+    them) and the KL to the base model needs two forward passes. Moving the TRL pin means re-reading them."""
+    import inspect
+
+    import trl
+    from trl import GRPOTrainer
+
+    assert trl.__version__ == "1.16.0"
+    assert list(inspect.signature(GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
+    assert list(inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters)[:5] == [
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep"]
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    for key in ('"advantages"', '"prompt_ids"', '"completion_ids"', '"prompt_mask"', '"completion_mask"'):
+        assert key in source, key
+    assert "log_metric" in inspect.getsource(GRPOTrainer._calculate_rewards)  # the public hook, for the record

@@ -6,7 +6,7 @@ are imported inside the functions that need them, so importing this package stay
 """
 
 from nbkit.data.convert import read_table, records_from_table
-from nbkit.data.explore import DataStage, prepare_data
+from nbkit.data.explore import DataStage, prepare_data, run
 from nbkit.data.io import DEFAULT_MAX_LINE_BYTES, UnreadableSource, load_split, read_jsonl, write_jsonl
 from nbkit.data.profile import DataProfile, Finding, profile_data, token_counter
 from nbkit.data.records import PROFILES, RftRecord, prompt_key, prompt_text
@@ -33,6 +33,7 @@ __all__ = [
     "prompt_text",
     "read_jsonl",
     "read_table",
+    "run",
     "records_from_table",
     "split_records",
     "token_counter",

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbkit.data import samples
 from nbkit.data.convert import read_table, records_from_table
@@ -20,6 +20,10 @@ from nbkit.data.profile import DataProfile, profile_data
 from nbkit.data.split import split_records
 from nbkit.data.validate import ValidationReport, validate_file, validate_records
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
+
+if TYPE_CHECKING:
+    from nbkit.params import ExploreDataParams
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json")
 
@@ -112,9 +116,8 @@ def prepare_data(
     answer_column: str = "answer",
 ) -> DataStage:
     """Build the data stage of a run (see the module docstring); every input record is valid or rejected."""
-    from nbkit import paths
-
-    out = paths.stage_dir(run_dir, "data")
+    layout = RunLayout(run_dir)
+    out = layout.stage("data")
     validation: dict[str, ValidationReport] = {}
     if task in samples.TASKS:
         if eval_data:
@@ -142,17 +145,17 @@ def prepare_data(
     if "source" in validation:
         valid = validation["source"].records or []
         if len(valid) < 2:
-            _write_report_only(out, task, validation, split)
-            raise UserError(f"{task}: only {len(valid)} valid record(s); see {out / 'rejected.jsonl'} for why")
+            _write_report_only(layout.data_report, task, validation, split)
+            raise UserError(f"{task}: only {len(valid)} valid record(s); see {layout.rejected} for why")
         train, eval_ = split_records(valid, eval_fraction, seed, stratify_by)
     else:
         train = validation["train"].records or []
         eval_ = (validation["eval"].records or []) if "eval" in validation else []
         if not train:
-            _write_report_only(out, task, validation, split)
-            raise UserError(f"{task}: no valid training record; see {out / 'rejected.jsonl'} for why")
-    files = {"train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl"),
-             "rejected": str(out / "rejected.jsonl"), "report": str(out / "report.json")}
+            _write_report_only(layout.data_report, task, validation, split)
+            raise UserError(f"{task}: no valid training record; see {layout.rejected} for why")
+    files = {"train": str(layout.split("train")), "eval": str(layout.split("eval")),
+             "rejected": str(layout.rejected), "report": str(layout.data_report)}
     write_jsonl(files["train"], train)
     write_jsonl(files["eval"], eval_)
     data_profile = profile_data(train, eval_, tokenizer=tokenizer or None, max_prompt_tokens=max_prompt_tokens,
@@ -162,14 +165,14 @@ def prepare_data(
     return stage
 
 
-def _write_report_only(out: Path, task: str, validation: dict[str, ValidationReport], split: dict[str, Any]) -> None:
+def _write_report_only(path: Path, task: str, validation: dict[str, ValidationReport], split: dict[str, Any]) -> None:
     """Leave the validation counts behind even when there is nothing to split, so the failure is explainable."""
     report = {"task": task, "split": split, "validation": {n: r.summary() for n, r in validation.items()}}
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
 
 
-def prepare_from_params(p: Any) -> DataStage:
-    """`prepare_data` with the fields of ExploreDataParams (the notebook's one call)."""
+def run(p: ExploreDataParams) -> DataStage:
+    """Notebook 01's stage: `prepare_data` with the notebook's parameters."""
     return prepare_data(
         p.task, run_dir=p.run_dir, eval_data=p.eval_data, n_train=p.n_train, n_eval=p.n_eval,
         eval_fraction=p.eval_fraction, stratify_by=p.stratify_by, profile=p.profile, seed=p.seed,

@@ -277,11 +277,11 @@ SPLITS = ("train", "eval")
 
 def split_path(run_dir: str | os.PathLike, split: str) -> Path:
     """Where notebook 01 writes a split: <run>/data/<split>.jsonl."""
-    from nbkit import paths
+    from nbkit.layout import RunLayout
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    return paths.run_dir(run_dir) / "data" / f"{split}.jsonl"
+    return RunLayout(run_dir).split(split)  # type: ignore[arg-type]
 
 
 def load_split(run_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:

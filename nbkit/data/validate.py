@@ -34,6 +34,7 @@ from nbkit.data.io import (
 )
 from nbkit.data.records import MESSAGE_KEYS, PROFILES, RESERVED_RE, ROLES, SYSTEM_ROLES
 from nbkit.errors import UserError
+from nbkit.layout import REJECTED
 
 ERROR = "error"
 WARNING = "warning"
@@ -613,7 +614,7 @@ def _open_outputs(out_dir: str | os.PathLike | None, append: bool, write_valid: 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     mode = "a" if append else "w"
-    report.rejected_path = str(folder / "rejected.jsonl")
+    report.rejected_path = str(folder / REJECTED)
     rejected = open(report.rejected_path, mode, encoding="utf-8", newline="\n")  # noqa: SIM115
     valid = None
     if write_valid:

@@ -14,7 +14,8 @@ _EXPORTS = {
     "prompt_ids": "sampling",
     "summarize": "baseline",
     "recommend": "baseline",
-    "run_baseline": "baseline",
+    "BaselineResult": "baseline",
+    "TunedResult": "tuned",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

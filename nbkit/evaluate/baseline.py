@@ -20,12 +20,16 @@ import json
 import math
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 
-SUMMARY_FILE = "summary.json"
+if TYPE_CHECKING:
+    from nbkit.params import EvaluateBaselineParams
+
 SKIP_ABOVE = 0.95  # mean reward above this: RFT is probably unnecessary
 MIN_POSITIVE = 0.05  # fewer examples than this with a positive reward: SFT first
 LABELS = {"skip_rft": "RFT is probably unnecessary", "sft_first": "Do SFT first", "rft": "RFT fits"}
@@ -300,31 +304,43 @@ def _checked(samples: Any) -> Any:
 # ------------------------------------------------------------------------------------------- the stage
 
 
-def run_baseline(params: Any) -> tuple[Any, dict[str, Any]]:
+@dataclass
+class BaselineResult:
+    """What notebook 03 found: every sampled completion and the summary with the RFT/SFT recommendation."""
+
+    samples: Any
+    summary: dict[str, Any]
+
+    def headline(self) -> str:
+        return describe(self.summary)
+
+    def to_html(self) -> str:
+        return report_html(self.summary)
+
+
+def run(P: EvaluateBaselineParams) -> BaselineResult:
     """Notebook 03 end to end: eval prompts, generator, reward -> baseline/samples.parquet + summary.json."""
-    from nbkit import paths
     from nbkit.data import load_split
     from nbkit.evaluate.sampling import sample_and_score, write_samples
-    from nbkit.policy import load_generator, resolve_local_model
+    from nbkit.policy import ModelRef, load_generator, resolve_local_model
     from nbkit.rewards import load_reward
 
-    P = params
-    stage = paths.stage_dir(P.run_dir, "baseline")
+    layout = RunLayout(P.run_dir)
     records = load_split(P.run_dir, "eval")
     if P.num_prompts:
         records = records[: P.num_prompts]
     settings: dict[str, Any] = {"model": P.model, "reward": P.reward, "k": P.k, "max_new_tokens": P.max_new_tokens,
                                 "temperature": P.temperature, "seed": P.seed, "num_prompts": len(records)}
     kw: dict[str, Any] = {}
-    if P.model.startswith(("bedrock:", "replay:")):
-        generator = load_generator(P.model, **({"run_dir": P.run_dir} if P.model.startswith("replay:") else {}))
+    if ModelRef.parse(P.model).remote:
+        generator = load_generator(P.model, run_dir=P.run_dir)
     else:
         folder = resolve_local_model(P.model, run_dir=P.run_dir, recipe=P.tiny_recipe, threads=P.threads or None)
         if P.model == "tiny":
             from nbkit.policy.tiny import build_info
 
             info = build_info(folder)
-            folder = materialize(folder, paths.run_dir(P.run_dir) / "model")
+            folder = materialize(folder, layout.model)
             settings["tiny_recipe"] = P.tiny_recipe
             settings["tiny_build"] = {k: info[k] for k in ("parameters", "warm_start_steps", "gate_accuracy",
                                                           "build_seconds", "train_records")}
@@ -337,9 +353,9 @@ def run_baseline(params: Any) -> tuple[Any, dict[str, Any]]:
     settings["generator"] = generator.describe()
     summary = summarize(frame, max_new_tokens=P.max_new_tokens, pass_threshold=P.pass_threshold, high=P.high,
                         low=P.low, n_boot=P.n_boot, alpha=P.alpha, seed=P.seed, settings=settings)
-    write_samples(frame, stage)
-    write_summary(summary, stage)
-    return frame, summary
+    write_samples(frame, layout.stage("baseline"))
+    write_summary(summary, layout.baseline_summary)
+    return BaselineResult(frame, summary)
 
 
 def materialize(folder: Path, dest: Path) -> Path:
@@ -354,19 +370,10 @@ def materialize(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def write_summary(summary: Mapping[str, Any], stage_dir: str | Path) -> Path:
-    path = Path(stage_dir) / SUMMARY_FILE
+def write_summary(summary: Mapping[str, Any], path: Path) -> Path:
+    """The one writer of baseline/summary.json (its one reader: RunLayout.read_baseline_summary)."""
     path.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
     return path
-
-
-def read_summary(run_dir: str | Path) -> dict[str, Any]:
-    from nbkit import paths
-
-    path = paths.run_dir(run_dir) / "baseline" / SUMMARY_FILE
-    if not path.exists():
-        raise UserError(f"no baseline summary at {path}: run notebook 03_evaluate_baseline first")
-    return json.loads(path.read_text())
 
 
 # ------------------------------------------------------------------------------------------------ plots

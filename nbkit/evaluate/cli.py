@@ -36,19 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def pass_threshold_from(base: str | Path, default: float = 0.8) -> float:
-    """The pass threshold the baseline used, read from the summary.json beside its samples, if any."""
+    """The pass threshold the run of these samples used (`<run>/baseline` or `<run>/tuned`), if it recorded one."""
+    from nbkit.layout import RunLayout
+
     folder = Path(base) if Path(base).is_dir() else Path(base).parent
-    summary = folder / "summary.json"
-    if not summary.is_file():
-        return default
-    try:
-        data = json.loads(summary.read_text())
-    except json.JSONDecodeError:
-        return default
-    for section in (data, data.get("settings") or {}):
-        if isinstance(section, dict) and isinstance(section.get("pass_threshold"), int | float):
-            return float(section["pass_threshold"])
-    return default
+    return RunLayout(folder.parent).pass_threshold(default) or default
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from nbkit.errors import UserError
 from nbkit.evaluate import stats
+from nbkit.layout import SAMPLES
 from nbkit.plain import json_safe
 
 if TYPE_CHECKING:
@@ -436,7 +437,7 @@ def samples_path(path: str | Path) -> Path:
     """A samples.parquet file, or the stage folder that holds one (`<run>/baseline`, `<run>/tuned`)."""
     p = Path(path)
     if p.is_dir():
-        p = p / "samples.parquet"
+        p = p / SAMPLES
     if not p.is_file():
         raise UserError(
             f"no samples file at {p}; give a samples.parquet file or a stage folder holding one "

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.layout import SAMPLES
 
 COLUMNS = ("prompt_id", "sample", "prompt", "reference", "response", "reward", "status", "components",
            "num_tokens", "finish_reason")
 EXTRA_COLUMNS = ("domain", "difficulty_level")
-SAMPLES_FILE = "samples.parquet"
 
 
 def sample_and_score(
@@ -86,7 +86,7 @@ def prompt_ids(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def write_samples(frame: Any, stage_dir: str | Path) -> Path:
     """`<stage>/samples.parquet`, the frame notebooks 06 and 07 read."""
-    path = Path(stage_dir) / SAMPLES_FILE
+    path = Path(stage_dir) / SAMPLES
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
     return path

@@ -6,17 +6,18 @@ read from it, so a difference between base and tuned can only come from the weig
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout, setting
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COMPARISON = "comparison.json"
+    from nbkit.evaluate.compare import Comparison
+    from nbkit.params import EvaluateTunedParams
 SETTING_KEYS = ("k", "max_new_tokens", "temperature", "seed")
 
 
@@ -38,42 +39,25 @@ class BaselineSettings:
         return asdict(self)
 
 
-def _find(summary: dict[str, Any], key: str) -> Any:
-    """A setting at the top level of summary.json or under its `settings` section."""
-    for section in (summary.get("settings"), summary):
-        if isinstance(section, dict) and key in section:
-            return section[key]
-    return None
-
-
 def baseline_settings(run_dir: str | Path) -> BaselineSettings:
     """The baseline's sampling settings, with an error naming the missing ones and how to get them."""
-    from nbkit import paths
-
-    path = paths.run_dir(run_dir) / "baseline" / "summary.json"
-    if not path.is_file():
-        raise UserError(
-            f"no baseline summary at {path}: run notebook 03_evaluate_baseline for this run first; the tuned model "
-            "must be sampled with the baseline's settings to be comparable"
-        )
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); re-run notebook 03 to rewrite it") from None
-    missing = [k for k in (*SETTING_KEYS, "reward") if _find(summary, k) is None]
+    layout = RunLayout(run_dir)
+    path = layout.baseline_summary
+    summary = layout.read_baseline_summary()
+    missing = [k for k in (*SETTING_KEYS, "reward") if setting(summary, k) is None]
     if missing:
         raise UserError(f"{path} does not record {', '.join(missing)}; re-run notebook 03 with this version of nbkit")
-    threshold = _find(summary, "pass_threshold")
-    generator = _find(summary, "generator")
+    threshold = setting(summary, "pass_threshold")
+    generator = setting(summary, "generator")
     return BaselineSettings(
-        k=int(_find(summary, "k")),
-        max_new_tokens=int(_find(summary, "max_new_tokens")),
-        temperature=float(_find(summary, "temperature")),
-        seed=int(_find(summary, "seed")),
-        reward=str(_find(summary, "reward")),
-        model=str(_find(summary, "model") or ""),
+        k=int(setting(summary, "k")),
+        max_new_tokens=int(setting(summary, "max_new_tokens")),
+        temperature=float(setting(summary, "temperature")),
+        seed=int(setting(summary, "seed")),
+        reward=str(setting(summary, "reward")),
+        model=str(setting(summary, "model") or ""),
         pass_threshold=None if threshold is None else float(threshold),
-        failed_reward=float(_find(summary, "failed_reward") or 0.0),
+        failed_reward=float(setting(summary, "failed_reward") or 0.0),
         generator=generator if isinstance(generator, dict) else None,
     )
 
@@ -96,7 +80,6 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
     """
     if override:
         return override, "the tuned_model parameter"
-    from nbkit import paths
     from nbkit.train import load_job
     from nbkit.train.nova_layout import read_output
 
@@ -116,7 +99,7 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
     arn = _arn_from_handle(handle)
     if arn:
         return f"bedrock:{arn}", f"the custom model of Bedrock job {handle.job_id}"
-    folder = handle.outputs(paths.stage_dir(run_dir, "tuned") / "job_output")
+    folder = handle.outputs(RunLayout(run_dir).tuned_job_output)
     checkpoint = read_output(folder).checkpoint
     if not checkpoint:
         raise UserError(f"the manifest of job {handle.job_id} in {folder} names no checkpoint (checkpoint_s3_bucket)")
@@ -135,10 +118,9 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
 
 def baseline_samples(run_dir: str | Path) -> pd.DataFrame:
     """The baseline's samples frame (notebook 03's output)."""
-    from nbkit import paths
     from nbkit.evaluate.compare import read_samples
 
-    return read_samples(paths.run_dir(run_dir) / "baseline")
+    return read_samples(RunLayout(run_dir).baseline_samples)
 
 
 def eval_records(run_dir: str | Path, base: pd.DataFrame) -> list[dict[str, Any]]:
@@ -166,9 +148,12 @@ def generator_options(model: str, settings: BaselineSettings, run_dir: str | Pat
     batches give base and tuned the same random draws (common random numbers), which tightens the paired
     comparison. The device is chosen afresh (`auto`), threads only change speed.
     """
-    if model.startswith("replay:"):
+    from nbkit.policy import ModelRef
+
+    ref = ModelRef.parse(model)
+    if ref.kind == "replay":
         return {"run_dir": run_dir}
-    if model.startswith("bedrock:"):
+    if ref.kind == "bedrock":
         return {}
     base = settings.generator or {}
     options: dict[str, Any] = {k: base[k] for k in ("batch_size", "top_k", "top_p") if base.get(k) is not None}
@@ -179,7 +164,6 @@ def generator_options(model: str, settings: BaselineSettings, run_dir: str | Pat
 
 def evaluate_tuned(run_dir: str | Path, model: str, reward: str = "", threads: int = 0) -> pd.DataFrame:
     """Sample and score the tuned model on the baseline's prompts with its settings; writes tuned/samples.parquet."""
-    from nbkit import paths
     from nbkit.evaluate.sampling import sample_and_score, write_samples
     from nbkit.policy import load_generator
     from nbkit.rewards import load_reward
@@ -196,20 +180,48 @@ def evaluate_tuned(run_dir: str | Path, model: str, reward: str = "", threads: i
         generator, load_reward(settings.reward), records, k=settings.k,
         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed,
     )
-    write_samples(frame, paths.stage_dir(run_dir, "tuned"))
+    write_samples(frame, RunLayout(run_dir).stage("tuned"))
     return frame
 
 
 def compare_run(run_dir: str | Path, pass_threshold: float | None = None, n_boot: int = 2000, alpha: float = 0.05,
                 seed: int = 0, allow_unmatched: bool = False):
     """Compare <run>/tuned against <run>/baseline and write <run>/tuned/comparison.json."""
-    from nbkit import paths
     from nbkit.evaluate.compare import compare, read_samples
 
+    layout = RunLayout(run_dir)
     settings = baseline_settings(run_dir)
     threshold = pass_threshold or settings.pass_threshold or 0.8  # 0/None: the baseline's, else the high bucket
-    tuned_dir = paths.stage_dir(run_dir, "tuned")
-    result = compare(baseline_samples(run_dir), read_samples(tuned_dir), pass_threshold=threshold, n_boot=n_boot,
-                     seed=seed, alpha=alpha, allow_unmatched=allow_unmatched, failed_reward=settings.failed_reward)
-    result.save(tuned_dir / COMPARISON)
+    result = compare(baseline_samples(run_dir), read_samples(layout.tuned_samples), pass_threshold=threshold,
+                     n_boot=n_boot, seed=seed, alpha=alpha, allow_unmatched=allow_unmatched,
+                     failed_reward=settings.failed_reward)
+    result.save(layout.comparison)
     return result
+
+
+@dataclass
+class TunedResult:
+    """What notebook 06 found: which model was evaluated, how it was sampled, and the comparison."""
+
+    model: str
+    origin: str
+    settings: BaselineSettings
+    samples: pd.DataFrame
+    comparison: Comparison
+
+    def headline(self) -> str:
+        return self.comparison.verdict
+
+    def to_html(self, max_regressions: int = 10) -> str:
+        return self.comparison.to_html(max_regressions=max_regressions)
+
+
+def run(P: EvaluateTunedParams) -> TunedResult:
+    """Notebook 06 end to end: the tuned model on the baseline's prompts with the baseline's settings, then the
+    paired comparison (tuned/samples.parquet, tuned/comparison.json)."""
+    settings = baseline_settings(P.run_dir)
+    model, origin = resolve_tuned_model(P.run_dir, P.tuned_model)
+    samples = evaluate_tuned(P.run_dir, model, reward=P.reward, threads=P.threads)
+    comparison = compare_run(P.run_dir, pass_threshold=P.pass_threshold, n_boot=P.n_boot, alpha=P.alpha,
+                             seed=P.seed, allow_unmatched=P.allow_unmatched)
+    return TunedResult(model, origin, settings, samples, comparison)

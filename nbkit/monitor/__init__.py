@@ -9,6 +9,7 @@ from __future__ import annotations
 from nbkit._lazy import lazy_exports
 
 _EXPORTS = {
+    "run": "notebook",
     "COLUMNS": "frame",
     "normalize": "frame",
     "load_metrics": "sources",

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbkit import paths
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 from nbkit.monitor.live import LiveView, follow, job_running
 from nbkit.monitor.sources import parse_source
 from nbkit.monitor.summary import MonitorResult, monitor, write
+
+if TYPE_CHECKING:
+    from nbkit.params import MonitorTrainingParams
 
 
 def monitor_kwargs(p: Any) -> dict[str, Any]:
@@ -54,10 +58,10 @@ def figure_png(result: MonitorResult, smooth_span: int = 0) -> bytes:
 
 def save_and_show(p: Any, result: MonitorResult, view: LiveView | None) -> None:
     """Write metrics.parquet, health.json and curves.png; show recommendation, findings, plots and checks."""
-    out = paths.stage_dir(p.run_dir, "monitor")
-    write(result, out)
+    layout = RunLayout(p.run_dir)
+    write(result, layout.stage("monitor"))
     png = figure_png(result, p.smooth_span)
-    (out / "curves.png").write_bytes(png)
+    layout.curves.write_bytes(png)
     if view is None:
         return
     from IPython.display import Image, Markdown
@@ -87,7 +91,7 @@ def require_ended_job(p: Any) -> str | None:
         return None
     from nbkit.train.job import load_job
 
-    handle = load_job(paths.run_dir(p.run_dir))
+    handle = load_job(RunLayout(p.run_dir).root)
     state = handle.status()
     if state == "planned":
         raise UserError(f"the run's training job {handle.job_id} was a dry run: there is nothing to monitor; set "
@@ -109,6 +113,12 @@ def run_once(p: Any, view: LiveView | None = None) -> MonitorResult:
     result = monitor(source_of(p), **monitor_kwargs(p))
     save_and_show(p, result, view)
     return result
+
+
+def run(p: MonitorTrainingParams, view: LiveView | None = None) -> MonitorResult:
+    """Notebook 05's stage: one monitoring pass, then (with `follow`) refreshes until the job ends."""
+    result = run_once(p, view)
+    return follow_job(p, view or LiveView(), result) if p.follow else result
 
 
 def follow_job(p: Any, view: LiveView, first: MonitorResult) -> MonitorResult:

@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 
-JOB_FILE = "job.json"
 CHECKPOINT_DIR = re.compile(r"checkpoint[-_](\d+)$")
 
 
@@ -161,7 +161,8 @@ def resolve(source: Any) -> tuple[Source, JobContext]:
 
 def _resolve_path(path: Path) -> tuple[Source, JobContext]:
     if path.is_dir():
-        for job in (path / "training" / JOB_FILE, path / JOB_FILE):
+        record = RunLayout(path).job_record
+        for job in (record, path / record.name):  # a run folder, or its training folder
             if job.is_file():
                 return from_job(job)
         return NovaCsv(path), JobContext()
@@ -222,7 +223,7 @@ def from_job(job_file: Path) -> tuple[Source, JobContext]:
         )
     if context.backend == "local":
         return _local_source(job_file, record, run, context), context
-    outputs = run / "training" / "output"
+    outputs = RunLayout(run).training / "output"
     if _has_outputs(outputs):
         return NovaCsv(outputs), context
     backend, region = context.backend, _get(record, "region", "aws")
@@ -266,7 +267,7 @@ def _local_source(job_file: Path, record: dict[str, Any], run: Path, context: Jo
     run_id = getattr(handle, "mlflow_run_id", None) or _get(record, "mlflow_run_id")
     if uri and run_id:
         return MlflowRun(str(uri), str(run_id))
-    outputs = Path(_get(record, "output_dir") or run / "training" / "output")
+    outputs = Path(_get(record, "output_dir") or RunLayout(run).training / "output")
     if _has_outputs(outputs):
         return NovaCsv(outputs)
     raise UserError(
@@ -289,7 +290,7 @@ def job_context(record: dict[str, Any], run: Path) -> JobContext:
         total_steps=hyper.get("max_steps") or derived.get("total_steps"),
         eval_every=_get(record, "eval_every", "local"),
         cost_per_hour=float(price) * float(nodes) if price and nodes else None,
-        checkpoints=find_checkpoints(run / "training" / "checkpoints"),
+        checkpoints=find_checkpoints(RunLayout(run).training / "checkpoints"),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from nbkit.layout import HEALTH, METRICS
 from nbkit.monitor import rules
 from nbkit.monitor.frame import summary
 from nbkit.monitor.rules import Health, check, findings_table
@@ -115,9 +116,9 @@ def write(result: MonitorResult, out_dir: str | os.PathLike) -> tuple[Path, Path
     out.mkdir(parents=True, exist_ok=True)
     frame = result.frame.copy()
     frame.attrs = {k: v for k, v in frame.attrs.items() if isinstance(v, str | int | float | list)}
-    parquet = out / "metrics.parquet"
+    parquet = out / METRICS
     frame.to_parquet(parquet, index=False)
-    health = out / "health.json"
+    health = out / HEALTH
     tmp = health.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     os.replace(tmp, health)

@@ -13,13 +13,45 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nbkit.errors import UserError
 from nbkit.policy.base import FINISH_REASONS, Completion, Generator
 
-__all__ = ["FINISH_REASONS", "Completion", "Generator", "load_generator", "resolve_local_model"]
+__all__ = ["FINISH_REASONS", "Completion", "Generator", "ModelRef", "load_generator", "resolve_local_model"]
+
+ModelKind = Literal["tiny", "local", "bedrock", "replay"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model spec as the params files write it, parsed once: `tiny`, a local folder, `bedrock:<id or ARN>`
+    or `replay:<path>`. `target` is what follows the prefix (the folder for `local`, "" for `tiny`)."""
+
+    kind: ModelKind
+    target: str
+
+    @classmethod
+    def parse(cls, model: str) -> ModelRef:
+        spec = str(model).strip()
+        for kind in ("bedrock", "replay"):
+            if spec.startswith(f"{kind}:"):
+                return cls(kind, spec[len(kind) + 1:])  # type: ignore[arg-type]
+        if spec == "tiny":
+            return cls("tiny", "")
+        if not spec:
+            raise UserError("model is empty: use 'tiny', a local model folder, bedrock:<model id> or replay:<path>")
+        return cls("local", spec)
+
+    @property
+    def remote(self) -> bool:
+        """Completions come from elsewhere (a service or a file): no local weights, threads or batches."""
+        return self.kind in ("bedrock", "replay")
+
+    def __str__(self) -> str:
+        return {"tiny": "tiny", "local": self.target}.get(self.kind, f"{self.kind}:{self.target}")
 
 
 def load_generator(model: str, **kw: Any) -> Generator:
@@ -28,20 +60,20 @@ def load_generator(model: str, **kw: Any) -> Generator:
     For `tiny`, also: `train_records` (the training split) or `run_dir` (read from <run>/data/train.jsonl),
     `recipe` (a tiny-model recipe name or overrides) and `cache_dir`. `run_dir` also anchors relative folders.
     """
-    spec = str(model).strip()
-    if spec.startswith("bedrock:"):
+    ref = ModelRef.parse(model)
+    if ref.kind == "bedrock":
         from nbkit.policy.bedrock import BedrockGenerator
 
-        return BedrockGenerator(spec[len("bedrock:"):], **kw)
-    if spec.startswith("replay:"):
+        kw.pop("run_dir", None)  # nothing of a remote model lives in the run folder
+        return BedrockGenerator(ref.target, **kw)
+    if ref.kind == "replay":
         from nbkit.policy.replay import ReplayGenerator
 
-        path = _anchor(spec[len("replay:"):], kw.pop("run_dir", ""))
-        return ReplayGenerator(path, **kw)
+        return ReplayGenerator(_anchor(ref.target, kw.pop("run_dir", "")), **kw)
     from nbkit.policy.hf import HFGenerator
 
     local = {k: kw.pop(k) for k in ("train_records", "run_dir", "recipe", "cache_dir") if k in kw}
-    return HFGenerator(resolve_local_model(spec, **local), **kw)
+    return HFGenerator(resolve_local_model(str(ref), **local), **kw)
 
 
 def resolve_local_model(
@@ -54,7 +86,8 @@ def resolve_local_model(
     threads: int | None = None,
 ) -> Path:
     """The folder of a local model spec: `tiny` is built (or reused) from the training split, else a path."""
-    if model == "tiny":
+    ref = ModelRef.parse(model)
+    if ref.kind == "tiny":
         from nbkit.policy.tiny import ensure_tiny_model
 
         if train_records is None:
@@ -62,9 +95,9 @@ def resolve_local_model(
 
             train_records = load_split(run_dir, "train")
         return ensure_tiny_model(train_records, cache_dir=cache_dir, recipe=recipe, threads=threads)
-    if not model:
-        raise UserError("model is empty: use 'tiny', a local model folder, bedrock:<model id> or replay:<path>")
-    return _anchor(model, run_dir)
+    if ref.remote:
+        raise UserError(f"model {model!r} has no local weights: a local folder or 'tiny' is needed here")
+    return _anchor(ref.target, run_dir)
 
 
 def _anchor(path: str, run_dir: str | os.PathLike = "") -> Path:

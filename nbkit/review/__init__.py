@@ -11,6 +11,7 @@ from nbkit.review.frame import (
     review_frame,
     run_pass_threshold,
 )
+from nbkit.review.stage import ReviewResult, run
 from nbkit.review.tables import (
     component_failures,
     failure_buckets,
@@ -26,6 +27,7 @@ __all__ = [
     "LABELS",
     "AnnotationStore",
     "ReviewBrowser",
+    "ReviewResult",
     "component_failures",
     "export_flagged",
     "export_run_flagged",
@@ -42,6 +44,7 @@ __all__ = [
     "report_tables",
     "review_frame",
     "run_pass_threshold",
+    "run",
     "run_records",
 ]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +30,6 @@ class AnnotationWarning(UserWarning):
 
 
 LABELS = ("correct", "wrong answer", "format error", "reward too high", "reward too low", "bad reference", "unclear")
-ANNOTATIONS_FILE = "annotations.jsonl"
-FLAGGED_FILE = "flagged.jsonl"
 
 
 def _plain(value: Any) -> Any:
@@ -60,9 +59,10 @@ class AnnotationStore:
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> AnnotationStore:
-        from nbkit import paths
 
-        return cls(paths.stage_dir(run_dir, "review") / ANNOTATIONS_FILE)
+        layout = RunLayout(run_dir)
+        layout.stage("review")
+        return cls(layout.annotations)
 
     def add(self, key: str, label: str = "", note: str = "", flagged: bool = False, **context: Any) -> dict[str, Any]:
         """Append one annotation; `context` (source, step, prompt_id, sample, reward...) travels with it."""
@@ -236,7 +236,8 @@ def export_flagged(store: AnnotationStore, frame: pd.DataFrame | None, out: str 
 
 def export_run_flagged(run_dir: str | Path, frame: pd.DataFrame | None = None) -> tuple[int, Path]:
     """(count, path): the run's flagged samples exported to <run>/review/flagged.jsonl with their data records."""
-    from nbkit import paths
 
-    out = paths.stage_dir(run_dir, "review") / FLAGGED_FILE
+    layout = RunLayout(run_dir)
+    layout.stage("review")
+    out = layout.flagged
     return export_flagged(AnnotationStore.for_run(run_dir), frame, out, run_records(run_dir)), out

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbkit.review.annotations import FLAGGED_FILE, LABELS, AnnotationStore, export_flagged
+from nbkit.layout import FLAGGED, RunLayout
+from nbkit.review.annotations import LABELS, AnnotationStore, export_flagged
 from nbkit.review.diff import side_by_side_html
 from nbkit.review.frame import (
     BUCKETS,
@@ -153,7 +154,7 @@ class ReviewBrowser:
 
         self.frame = frame.reset_index(drop=True)
         self.store = store
-        self.flagged_path = Path(flagged_path) if flagged_path else store.path.parent / FLAGGED_FILE
+        self.flagged_path = Path(flagged_path) if flagged_path else store.path.with_name(FLAGGED)
         self.records = records
         self.notes = store.latest()
         self.filtered = self.frame
@@ -281,11 +282,10 @@ class ReviewBrowser:
 def open_browser(run_dir: str | Path, frame: pd.DataFrame | None = None, high: float = 0.8,
                  low: float = 0.2) -> ReviewBrowser:
     """A browser over everything in the run folder, annotating into <run>/review/annotations.jsonl."""
-    from nbkit import paths
     from nbkit.review.annotations import run_records
     from nbkit.review.frame import load_review_frame
 
     if frame is None:
         frame = load_review_frame(run_dir, high=high, low=low)
     store = AnnotationStore.for_run(run_dir)
-    return ReviewBrowser(frame, store, paths.stage_dir(run_dir, "review") / FLAGGED_FILE, run_records(run_dir))
+    return ReviewBrowser(frame, store, RunLayout(run_dir).flagged, run_records(run_dir))

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SOURCES = ("baseline", "tuned", "training")
-FILES = {"baseline": "baseline/samples.parquet", "tuned": "tuned/samples.parquet",
-         "training": "training/completions.parquet"}
 BUCKETS = ("high", "medium", "low", "error")
 CHANGES = ("improved", "regressed", "text changed", "same")
 FAILURE_KINDS = ("reward error", "truncated", "format", "logic", "unexplained")
@@ -40,12 +38,13 @@ def load_sources(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The sample frames a run has so far (03, 06, 04 outputs); absent stages are simply not in the dict."""
     import pandas as pd
 
-    from nbkit import paths
+    from nbkit.layout import RunLayout
 
-    root = paths.run_dir(run_dir)
+    layout = RunLayout(run_dir)
+    files = {"baseline": layout.baseline_samples, "tuned": layout.tuned_samples,
+             "training": layout.training_completions}
     found = {}
-    for source, rel in FILES.items():
-        path = root / rel
+    for source, path in files.items():
         if path.is_file():
             try:
                 found[source] = pd.read_parquet(path)
@@ -84,7 +83,7 @@ def _require(df: pd.DataFrame, source: str, columns: tuple[str, ...]) -> None:
     if missing:
         raise UserError(
             f"{source} samples lack column(s) {', '.join(missing)} (have: {', '.join(map(str, df.columns))}); "
-            f"expected the frame written to {FILES[source]}"
+            "re-run the notebook that wrote them"
         )
 
 
@@ -243,21 +242,9 @@ def run_pass_threshold(run_dir: str | Path, override: float | None = None, defau
     summary.json, else `default`."""
     if override:
         return float(override)
-    from nbkit import paths
+    from nbkit.layout import RunLayout
 
-    root = paths.run_dir(run_dir)
-    for rel in ("tuned/comparison.json", "baseline/summary.json"):
-        path = root / rel
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path} is not valid JSON ({exc}); re-run the notebook that wrote it") from None
-        for section in (data, data.get("settings") or {}):
-            if isinstance(section, dict) and isinstance(section.get("pass_threshold"), int | float):
-                return float(section["pass_threshold"])
-    return default
+    return RunLayout(run_dir).pass_threshold(default) or default
 
 
 def load_review_frame(run_dir: str | Path, high: float = 0.8, low: float = 0.2,

@@ -23,6 +23,8 @@ _EXPORTS = {
     "deploy_reward": "lambda_deploy",
     "remote_reward": "lambda_deploy",
     "prototype_reward": "prototype",
+    "Prototype": "prototype",
+    "run": "prototype",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,12 +8,16 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nbkit.layout import LAMBDA_ZIP, REPORT, RunLayout
 from nbkit.plain import json_safe
 from nbkit.rewards.harness import HarnessReport
 from nbkit.rewards.loader import Reward, load_reward
 from nbkit.rewards.probes import ProbeReport, run_probes
+
+if TYPE_CHECKING:
+    from nbkit.params import PrototypeRewardParams
 
 
 @dataclass
@@ -111,7 +115,7 @@ class Prototype:
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "report.json"
+        path = folder / REPORT
         path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
         self.report_path = path
         return path
@@ -128,7 +132,7 @@ def package_info(reward: Reward, folder: Path) -> dict[str, Any]:
         return {"skipped": str(exc)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # third-party imports are reported in the dict below
-        path = package_reward(reward, folder / "lambda.zip")
+        path = package_reward(reward, folder / LAMBDA_ZIP)
     data = path.read_bytes()
     return {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             **plan.to_dict()}
@@ -153,13 +157,11 @@ def prototype_reward(reward: Any, records: list[dict], *, out_dir: Path | None =
     return proto
 
 
-def prototype_from_params(p: Any, progress: bool = True) -> Prototype:
-    """Notebook 02's parameters -> the first `num_samples` records of the run's split, prototyped into
-    <run>/reward/."""
-    from nbkit import paths
+def run(p: PrototypeRewardParams, progress: bool = True) -> Prototype:
+    """Notebook 02's stage: the first `num_samples` records of the run's split, prototyped into <run>/reward/."""
     from nbkit.data import load_split
 
     records = load_split(p.run_dir, p.split)[: p.num_samples]
-    return prototype_reward(p.reward, records, out_dir=paths.stage_dir(p.run_dir, "reward"), variant=p.variant,
+    return prototype_reward(p.reward, records, out_dir=RunLayout(p.run_dir).stage("reward"), variant=p.variant,
                             batch_size=p.batch_size, workers=p.workers, timeout_s=p.timeout_s,
                             threshold=p.threshold, seed=p.seed, package=p.package, progress=progress)

@@ -25,6 +25,7 @@ from nbkit.train.spec import (
     LocalSettings,
     from_params,
 )
+from nbkit.train.stage import Launch, LaunchResult, prepare, prepare_spec, run
 
 __all__ = [
     "LOCAL_PRESET",
@@ -34,6 +35,8 @@ __all__ = [
     "Issue",
     "JobHandle",
     "JobSpec",
+    "Launch",
+    "LaunchResult",
     "LocalSettings",
     "Plan",
     "from_params",
@@ -41,7 +44,10 @@ __all__ = [
     "load_job",
     "load_spec",
     "plan_job",
+    "prepare",
+    "prepare_spec",
     "read_job",
+    "run",
     "safe_extract",
     "save_job",
 ]

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 from nbkit.train import aws, sagemaker
 from nbkit.train.job import JobHandle, Plan
 from nbkit.train.spec import JobSpec, with_surface_defaults
@@ -270,7 +271,7 @@ class BedrockJobHandle(JobHandle):
         info = self.describe()
         if info.get("status") != "Completed":
             raise UserError(f"Bedrock job {self.job_id} is {info.get('status')}: outputs exist once it completes")
-        dest = Path(dest) if dest else self.run_dir / "training" / "output"
+        dest = Path(dest) if dest else RunLayout(self.run_dir).training / "output"
         dest.mkdir(parents=True, exist_ok=True)
         s3 = self.client("s3")
         job_id = self.job_id.rsplit("/", 1)[-1]

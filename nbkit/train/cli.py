@@ -26,8 +26,8 @@ Paid jobs are opt-in: a job is submitted only when the section says `dry_run: fa
 not given.
 
 exit codes:
-  0  planned (dry run), submitted, or the awaited job completed
-  1  the awaited job failed or was stopped
+  0  planned (dry run), submitted, or the awaited job ended (completed, or stopped on request)
+  1  the awaited job failed
   2  bad params file, invalid spec, or another error you can fix (the message says what and where)
   3  the wait timed out; the job is still running (run the same command again to re-attach)
 
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     """The handler: UserErrors propagate to nbkit.cli.main, which prints them and exits 2."""
     from nbkit import params, paths
     from nbkit.errors import UserError, WaitTimeout
-    from nbkit.train import derived, job
-    from nbkit.train.spec import from_params
+    from nbkit.train import job
+    from nbkit.train.stage import prepare
 
     section = "04_launch_training"
     sections = params.load_file(args.params)
@@ -75,33 +75,29 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         values["dry_run"] = True
     P = params.validate(section, values, source=str(args.params))
-    spec = from_params(P.model_dump(), run_dir=P.run_dir)
-    print(spec.table())
-    d = derived.for_run(spec, P.run_dir, P.prices or None)
+    launch = prepare(P)
+    if args.restart:
+        launch.restart = True
+    print(launch.spec.table())
     print()
-    print(d.table() if d is not None else "derived quantities: training data size unknown (no local train file)")
-    for issue in spec.check():
-        if issue.severity != "error":
-            print(f"warning: {issue}")
-    plan = job.plan_job(spec, P.run_dir)
+    print(launch.derived_table())
+    for warning in launch.warnings:
+        print(f"warning: {warning}")
     print()
-    print(plan.describe())
-    handle = job.launch(plan.spec, P.run_dir, derived=None if d is None else d.to_dict(), plan=plan,
-                        restart=args.restart or P.restart)
-    print(f"\n{handle.backend} job {handle.job_id}: recorded in {job.job_path(paths.run_dir(P.run_dir))}")
-    code = EXIT_OK
+    print(launch.plan.describe())
     wait = P.wait if args.wait is None else args.wait
-    if not plan.spec.dry_run and wait:
-        timeout = args.timeout if args.timeout is not None else P.timeout_s
-        try:
-            state = job.await_job(handle, timeout, poll_s=POLL_S)
-        except WaitTimeout as exc:
-            print(f"status: {handle.status()}: {exc}", file=sys.stderr)
-            state, code = "running", EXIT_TIMEOUT
-        print(f"status: {state}")
-        if state in ("failed", "stopped"):
-            code = EXIT_FAILED
-            print(handle.logs(tail=30), file=sys.stderr)
+    timeout = args.timeout if args.timeout is not None else P.timeout_s
+    code = EXIT_OK
+    try:
+        result = launch.start(wait=wait, timeout=timeout, poll_s=POLL_S)
+        handle, state = result.handle, result.state
+    except WaitTimeout as exc:
+        print(f"status: running: {exc}", file=sys.stderr)
+        handle, state, code = job.load_job(P.run_dir), "running", EXIT_TIMEOUT
+    print(f"\n{handle.backend} job {handle.job_id}: {state}; recorded in {job.job_path(paths.run_dir(P.run_dir))}")
+    if state == "failed":
+        code = EXIT_FAILED
+        print(handle.logs(tail=30), file=sys.stderr)
     if args.json:
         print(json.dumps(job.read_job(paths.run_dir(P.run_dir)), indent=2, default=str))
     return code

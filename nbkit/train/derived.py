@@ -354,11 +354,12 @@ def for_run(spec: JobSpec, run_dir: str | os.PathLike | None = None,
 
 def reward_latency(run_dir: str | os.PathLike) -> float | None:
     """Median seconds per reward call from 02's `reward/report.json`, when it recorded one."""
-    path = Path(run_dir) / "reward" / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    from nbkit.layout import RunLayout
+
+    layout = RunLayout(run_dir)
+    if not layout.reward_report.is_file():
+        return None  # no reward report yet: the estimate says it assumed a latency
+    report = layout.read_reward_report()
     latency = report.get("latency") if isinstance(report, dict) else None
     if not isinstance(latency, dict):
         return None

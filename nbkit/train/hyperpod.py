@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import Field
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 from nbkit.train import aws, sagemaker
 from nbkit.train import recipes as rec
 from nbkit.train.archive import safe_extract
@@ -281,7 +282,7 @@ def collection_dir() -> Path:
 def write_recipe(plan: HyperPodPlan, run_dir: str | os.PathLike) -> Path:
     """The rendered recipe into <run>/training/hyperpod (reviewable, and the CLI's working folder) and into the
     CLI's collection under the plan's --recipe name; returns the working folder."""
-    work = Path(run_dir) / "training" / "hyperpod"
+    work = RunLayout(run_dir).training / "hyperpod"
     work.mkdir(parents=True, exist_ok=True)
     (work / plan.recipe_file).write_text(plan.recipe_yaml)
     target = collection_dir() / f"{plan.recipe_name}.yaml"
@@ -397,7 +398,7 @@ class HyperPodJobHandle(JobHandle):
 
     def default_dest(self) -> Path:
         """training/output for a training job (the layout every stage reads), training/eval/<job> for rft_eval."""
-        training = self.run_dir / "training"
+        training = RunLayout(self.run_dir).training
         return training / "output" if self.kind == "train" else training / "eval" / self.job_id
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from nbkit.errors import UserError, WaitTimeout
 from nbkit.train.spec import SURFACE_TITLES, JobSpec
 
-STATUSES = ("planned", "pending", "running", "completed", "failed", "stopped")
-TERMINAL = frozenset({"planned", "completed", "failed", "stopped"})
-JOB_FILE = "job.json"
+JobStatus = Literal["planned", "pending", "running", "completed", "failed", "stopped"]
+STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+TERMINAL: frozenset[JobStatus] = frozenset({"planned", "completed", "failed", "stopped"})
 FORMAT_VERSION = 1
 
 
@@ -85,7 +85,7 @@ class JobHandle(ABC):
         self.run_dir = Path(run_dir)
 
     @abstractmethod
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         """One of STATUSES."""
 
     @abstractmethod
@@ -184,18 +184,22 @@ class DryRunHandle(JobHandle):
 
 def job_path(run_dir_or_job_json: str | os.PathLike) -> Path:
     """`<run>/training/job.json`, or the path itself when it names a file."""
+    from nbkit.layout import RunLayout
+
     path = Path(run_dir_or_job_json)
     if path.suffix == ".json":
         return path
-    return path / "training" / JOB_FILE
+    return RunLayout(path).job_record
 
 
 def save_job(run_dir: str | os.PathLike, handle: JobHandle, spec: JobSpec, plan: Plan,
              derived: dict[str, Any] | None = None) -> Path:
     """Write `<run>/training/job.json` atomically; an earlier record moves to training/jobs/, never lost."""
-    training = Path(run_dir) / "training"
-    training.mkdir(parents=True, exist_ok=True)
-    path = training / JOB_FILE
+    from nbkit.layout import RunLayout
+
+    layout = RunLayout(run_dir)
+    layout.stage("training")
+    path = layout.job_record
     record = {
         "format": FORMAT_VERSION,
         "backend": handle.backend,
@@ -293,12 +297,11 @@ def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
 
     The local backend's output defaults to `<run>/training`, so the plan names real paths.
     """
-    from nbkit import paths
+    from nbkit.layout import RunLayout
     from nbkit.train import backends
 
-    run = paths.run_dir(run_dir)
     if spec.backend == "local" and not spec.output:
-        spec = spec.model_copy(update={"output": str(paths.stage_dir(run, "training"))})
+        spec = spec.model_copy(update={"output": str(RunLayout(run_dir).stage("training"))})
     spec.require_valid()
     return backends.get(spec.backend).plan(spec)
 
@@ -320,6 +323,7 @@ def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | 
     are serialised by a lock, so a second concurrent launch gets one line naming the holder.
     """
     from nbkit import locking, paths
+    from nbkit.layout import RunLayout
     from nbkit.train import backends
 
     run = paths.run_dir(run_dir)
@@ -332,7 +336,7 @@ def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | 
         if not _real_job_recorded(run):  # a dry run never hides the record of a job that ran
             save_job(run, handle, spec, plan, derived)
         return handle
-    with locking.exclusive(run / "training" / LAUNCH_LOCK, f"the training of run {run}", job=spec.name):
+    with locking.exclusive(RunLayout(run).training / LAUNCH_LOCK, f"the training of run {run}", job=spec.name):
         handle, record_it = _continue_previous(run, plan, restart)
         if handle is None:
             handle = backends.get(spec.backend).submit(plan, run)

@@ -31,11 +31,15 @@ import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
 
 from nbkit.errors import UserError
+from nbkit.layout import COMPLETIONS, RunLayout
 from nbkit.train.job import TERMINAL, JobHandle, Plan, write_json_atomic
 from nbkit.train.spec import JobSpec, steps_for
+from nbkit.validation import StrictModel, user_error
 
 BACKEND = "local"
 EVENT_VARIANT = "sagemaker"  # the local trainer sends SageMaker-shaped events (reference_answer top level)
@@ -92,7 +96,7 @@ class LocalPaths:
 
     @property
     def completions(self) -> Path:
-        return self.training / "completions.parquet"
+        return self.training / COMPLETIONS
 
     @property
     def completion_parts(self) -> Path:
@@ -122,6 +126,81 @@ class LocalPaths:
 # ------------------------------------------------------------------------------------------------ plan
 
 
+class StepPlan(StrictModel):
+    max_steps: int | None = Field(description="the step budget; None until the training data is read (epochs)")
+    prompts_per_step: int
+    rollouts_per_step: int
+    train_records: int | None
+
+
+class ValidationPlan(StrictModel):
+    every: int = Field(description="validation reward every N steps; 0 = none")
+    prompts: int
+    decoding: Literal["greedy"] = "greedy"
+    max_new_tokens: int
+
+
+class MlflowPlan(StrictModel):
+    tracking_uri: str
+    experiment: str
+    log_every: int
+    completions_every: int
+
+
+class LocalRequest(StrictModel):
+    """What the worker runs, derived from the spec by `local_request` alone: the plan shows it for review and
+    the worker derives it again once the data is read, so no value has a second copy to keep in step."""
+
+    model: str
+    train_data: str
+    eval_data: str
+    reward: str
+    event_variant: Literal["sagemaker", "bedrock"] = EVENT_VARIANT
+    training_dir: str
+    steps: StepPlan
+    grpo_config: dict[str, Any] = Field(description="TRL GRPOConfig keyword arguments (output_dir added at run)")
+    peft: dict[str, Any] | None = Field(description="peft LoraConfig keyword arguments; None = full rank")
+    loraplus_lr_ratio: float | None
+    max_prompt_length: int
+    kl_measured: bool
+    validation: ValidationPlan
+    mlflow: MlflowPlan
+    log_completions: bool
+    reward_buckets: dict[str, float]
+    threads: int
+    device: str
+    resume_from: str
+
+
+class LocalJobConfig(StrictModel):
+    """`<training>/job/config.json`: the job a worker runs. The spec is the one source of every setting."""
+
+    job_id: str
+    run_dir: str
+    training_dir: str
+    spec: JobSpec
+    tracking_uri: str
+    resume_from: str | None = None
+    mlflow_run_id: str | None = None
+    submitted: str
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> LocalJobConfig:
+        try:
+            return cls.model_validate_json(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path} does not exist: start local jobs with nbkit.train.local.submit") from None
+        except ValidationError as exc:
+            raise user_error(exc, f"{path} is not a local job configuration this version can run",
+                             cls) from None
+
+    def write(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    def request(self, n_train: int | None = None) -> LocalRequest:
+        return local_request(self.spec, Path(self.training_dir), n_train, self.tracking_uri)
+
+
 def plan(spec: JobSpec) -> Plan:
     """The exact trainer configuration this spec gives, for review before anything runs (no side effects)."""
     if spec.backend != BACKEND:
@@ -133,9 +212,8 @@ def plan(spec: JobSpec) -> Plan:
             "hyper.loraplus_lr_ratio = 0 freezes LoRA's B matrices, which start at zero, so nothing would "
             "learn; use 1.0 for plain LoRA or a ratio > 1 for LoRA+"
         )
-    n_train = _count_records(spec.train_data)
-    max_steps = h.max_steps if h.max_steps is not None else (steps_for(h, n_train) if n_train else None)
-    if max_steps is None:
+    request = local_request(spec, Path(spec.output) if spec.output else None, _count_records(spec.train_data))
+    if request.steps.max_steps is None:
         warnings.append("max_steps will be derived from epochs once the training data is read")
     if not spec.eval_data:
         warnings.append("no eval_data: the validation reward (val_reward) will not be logged")
@@ -145,50 +223,39 @@ def plan(spec: JobSpec) -> Plan:
         warnings.append("kl_coef 0 with full-rank training: no reference model is kept, so kl is not logged")
     if h.reasoning_effort is not None:
         warnings.append("reasoning_effort is a Nova setting; the local trainer ignores it")
-    training = Path(spec.output) if spec.output else None
-    tracking_uri = loc.tracking_uri or (LocalPaths(training).default_tracking_uri() if training else "")
-    request = {
-        "model": spec.model,
-        "train_data": spec.train_data,
-        "eval_data": spec.eval_data,
-        "reward": spec.reward,
-        "event_variant": EVENT_VARIANT,
-        "training_dir": str(training) if training else "<run>/training",
-        "steps": {
-            "max_steps": max_steps,
-            "prompts_per_step": h.prompts_per_step,
-            "rollouts_per_step": h.prompts_per_step * h.number_generation,
-            "train_records": n_train,
-        },
-        "grpo_config": grpo_config_kwargs(spec, max_steps),
-        "peft": None if h.full_rank else lora_config_kwargs(spec),
-        "loraplus_lr_ratio": None if h.full_rank or h.loraplus_lr_ratio == 1.0 else h.loraplus_lr_ratio,
-        "max_prompt_length": max(1, min(loc.max_prompt_length, h.max_length - h.max_new_tokens)),
-        "kl_measured": h.kl_coef > 0 or not h.full_rank,
-        "validation": {
-            "every": loc.eval_every if spec.eval_data else 0,
-            "prompts": loc.eval_prompts,
-            "decoding": "greedy",
-            "max_new_tokens": h.max_new_tokens,
-        },
-        "mlflow": {
-            "tracking_uri": tracking_uri or "sqlite:///<run>/training/mlflow.db",
-            "experiment": loc.experiment,
-            "log_every": loc.log_every,
-            "completions_every": loc.completions_every,
-        },
-        "log_completions": loc.log_completions,
-        "reward_buckets": dict(BUCKETS),
-        "threads": loc.threads,
-        "device": loc.device,
-        "resume_from": loc.resume_from,
-    }
-    return Plan(backend=BACKEND, spec=spec, request=request, warnings=warnings)
+    return Plan(backend=BACKEND, spec=spec, request=request.model_dump(mode="json"), warnings=warnings)
+
+
+def local_request(spec: JobSpec, training: Path | None, n_train: int | None,
+                  tracking_uri: str = "") -> LocalRequest:
+    """The worker's configuration for `spec`; with the training set's size the step budget is resolved."""
+    h, loc = spec.hyper, spec.local
+    max_steps = h.max_steps if h.max_steps is not None else (steps_for(h, n_train) if n_train else None)
+    tracking_uri = tracking_uri or loc.tracking_uri or (LocalPaths(training).default_tracking_uri() if training else "")
+    return LocalRequest(
+        model=spec.model, train_data=spec.train_data, eval_data=spec.eval_data, reward=spec.reward,
+        training_dir=str(training) if training else "<run>/training",
+        steps=StepPlan(max_steps=max_steps, prompts_per_step=h.prompts_per_step,
+                       rollouts_per_step=h.prompts_per_step * h.number_generation, train_records=n_train),
+        grpo_config=grpo_config_kwargs(spec, max_steps),
+        peft=None if h.full_rank else lora_config_kwargs(spec),
+        loraplus_lr_ratio=None if h.full_rank or h.loraplus_lr_ratio == 1.0 else h.loraplus_lr_ratio,
+        max_prompt_length=max(1, min(loc.max_prompt_length, h.max_length - h.max_new_tokens)),
+        kl_measured=h.kl_coef > 0 or not h.full_rank,
+        validation=ValidationPlan(every=loc.eval_every if spec.eval_data else 0, prompts=loc.eval_prompts,
+                                  max_new_tokens=h.max_new_tokens),
+        mlflow=MlflowPlan(tracking_uri=tracking_uri or "sqlite:///<run>/training/mlflow.db",
+                          experiment=loc.experiment, log_every=loc.log_every,
+                          completions_every=loc.completions_every),
+        log_completions=loc.log_completions, reward_buckets=dict(BUCKETS), threads=loc.threads,
+        device=loc.device, resume_from=loc.resume_from,
+    )
 
 
 def grpo_config_kwargs(spec: JobSpec, max_steps: int | None) -> dict[str, Any]:
-    """Keyword arguments of TRL's GRPOConfig (output_dir is added at submit); every CPU-relevant default is
-    set explicitly because TRL's own (bf16, gradient checkpointing, lr 1e-6) are wrong on a CPU."""
+    """Keyword arguments of TRL's GRPOConfig (output_dir is added at run); every CPU-relevant default is
+    set explicitly because TRL's own (bf16, gradient checkpointing, lr 1e-6) are wrong on a CPU. The warm-up
+    and the save cadence follow from the step budget: they are computed here and nowhere else."""
     h, loc = spec.hyper, spec.local
     rollouts = h.prompts_per_step * h.number_generation
     kwargs: dict[str, Any] = {
@@ -210,7 +277,7 @@ def grpo_config_kwargs(spec: JobSpec, max_steps: int | None) -> dict[str, Any]:
         "data_seed": h.seed,
         "logging_steps": loc.log_every,
         "save_strategy": "steps",
-        "save_steps": h.save_steps if h.save_steps > 0 else (max_steps or 10**9),
+        "save_steps": min(h.save_steps, max_steps or h.save_steps) if h.save_steps > 0 else (max_steps or 10**9),
         "save_total_limit": SAVE_TOTAL_LIMIT,
         "bf16": False,
         "fp16": False,
@@ -266,7 +333,7 @@ def _prepare(plan: Plan, run_dir: str | os.PathLike) -> tuple[LocalJobHandle, di
 
     spec = plan.spec
     run = paths.run_dir(run_dir)
-    files = LocalPaths(Path(spec.output) if spec.output else run / "training")
+    files = LocalPaths(Path(spec.output) if spec.output else RunLayout(run).training)
     files.training.mkdir(parents=True, exist_ok=True)
     resume = spec.local.resume_from.strip()
     previous = _read_json(files.status) if files.status.exists() else {}
@@ -288,19 +355,13 @@ def _prepare(plan: Plan, run_dir: str | os.PathLike) -> tuple[LocalJobHandle, di
         checkpoint, mlflow_run_id, same_job = None, None, False
         job_id = _new_job_id(spec.name)
         _keep_previous(files, previous)
-    config = {
-        "job_id": job_id,
-        "run_dir": str(run.resolve()),
-        "training_dir": str(files.training.resolve()),
-        "spec": spec.to_dict(),
-        "request": plan.request,
-        "tracking_uri": spec.local.tracking_uri or files.default_tracking_uri(),
-        "resume_from": str(checkpoint) if checkpoint else None,
-        "mlflow_run_id": mlflow_run_id,
-        "submitted": _now(),
-    }
+    config = LocalJobConfig(
+        job_id=job_id, run_dir=str(run.resolve()), training_dir=str(files.training.resolve()), spec=spec,
+        tracking_uri=spec.local.tracking_uri or files.default_tracking_uri(),
+        resume_from=str(checkpoint) if checkpoint else None, mlflow_run_id=mlflow_run_id, submitted=_now(),
+    )
     files.job_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(files.config, config)
+    config.write(files.config)
     files.stop_request.unlink(missing_ok=True)
     return LocalJobHandle(job_id, run, files.training), (previous if same_job else {})
 
@@ -357,11 +418,12 @@ def _now() -> str:
 def handle_from_dict(data: dict[str, Any], run_dir: str | os.PathLike) -> LocalJobHandle:
     """Rebuild a handle from `to_dict()` (job.json): paths are re-anchored on the run folder if it moved."""
     run = Path(run_dir)
-    training = Path(data.get("training_dir") or run / "training")
+    default = RunLayout(run).training
+    training = Path(data.get("training_dir") or default)
     if not training.is_absolute():
         training = run / training
-    if not training.exists() and (run / "training").exists():
-        training = run / "training"
+    if not training.exists() and default.exists():
+        training = default
     return LocalJobHandle(data["job_id"], run, training)
 
 
@@ -441,15 +503,20 @@ class LocalJobHandle(JobHandle):
     @property
     def mlflow_run_id(self) -> str | None:
         """Known once the worker has created (or reopened) the MLflow run."""
-        return self.info().get("mlflow_run_id") or _read_json(self.files.config).get("mlflow_run_id")
+        if self.info().get("mlflow_run_id"):
+            return self.info()["mlflow_run_id"]
+        return self._config().mlflow_run_id if self.files.config.exists() else None
 
     @property
     def tracking_uri(self) -> str:
-        return _read_json(self.files.config).get("tracking_uri") or self.files.default_tracking_uri()
+        return self._config().tracking_uri if self.files.config.exists() else self.files.default_tracking_uri()
 
     @property
     def experiment(self) -> str | None:
-        return _read_json(self.files.config).get("spec", {}).get("local", {}).get("experiment")
+        return self._config().spec.local.experiment if self.files.config.exists() else None
+
+    def _config(self) -> LocalJobConfig:
+        return LocalJobConfig.read(self.files.config)
 
     @property
     def checkpoint(self) -> Path:
@@ -499,43 +566,40 @@ class LocalJobHandle(JobHandle):
             raise UserError(
                 f"job {self.job_id} has no checkpoint to resume from in {self.files.checkpoints}; submit it again"
             )
-        config = _read_json(self.files.config)
+        config = self._config()
         if max_steps is not None:
             if max_steps < 1:
                 raise UserError(f"max_steps = {max_steps}: must be at least 1")
-            config["spec"]["hyper"]["max_steps"] = max_steps
-            config["request"]["steps"]["max_steps"] = max_steps
-            config["request"]["grpo_config"]["max_steps"] = max_steps
+            hyper = config.spec.hyper.model_copy(update={"max_steps": max_steps})
+            config.spec = config.spec.model_copy(update={"hyper": hyper})
         done = int(self.info().get("step") or 0)
-        target = config["request"]["grpo_config"]["max_steps"]
+        target = config.spec.hyper.max_steps or 0
         if state == "completed" and 0 < target <= done:
             raise UserError(
                 f"job {self.job_id} already completed its {target} steps; pass max_steps > {done} to train longer"
             )
-        config["resume_from"] = str(checkpoint)
-        config["mlflow_run_id"] = self.mlflow_run_id
-        write_json_atomic(self.files.config, config)
+        config.resume_from = str(checkpoint)
+        config.mlflow_run_id = self.mlflow_run_id
+        config.write(self.files.config)
         self.files.stop_request.unlink(missing_ok=True)
         self._start_worker(self.info())
         return self
 
     def _write_pending(self, previous: dict[str, Any]) -> None:
         """status.json before the worker exists: pending, with the step reached by an earlier attempt."""
-        config = _read_json(self.files.config)
-        max_steps = config["request"]["grpo_config"]["max_steps"]
+        config = self._config()
         write_json_atomic(self.files.status, {
             "status": "pending", "job_id": self.job_id, "pid": None, "step": previous.get("step", 0),
-            "max_steps": max_steps if max_steps > 0 else None,
-            "mlflow_run_id": previous.get("mlflow_run_id") or config.get("mlflow_run_id"),
-            "error": None, "submitted": config.get("submitted"), "updated": _now(), "updated_ts": time.time(),
+            "max_steps": config.spec.hyper.max_steps,
+            "mlflow_run_id": previous.get("mlflow_run_id") or config.mlflow_run_id,
+            "error": None, "submitted": config.submitted, "updated": _now(), "updated_ts": time.time(),
             "attempt": int(previous.get("attempt", 0)) + 1,
         })
 
     def _start_worker(self, previous: dict[str, Any]) -> None:
         """Spawn `python -m nbkit.train.local_worker JOBDIR` detached from the kernel (own session)."""
         self._write_pending(previous)
-        config = _read_json(self.files.config)
-        threads = str(config["request"].get("threads", 2))
+        threads = str(self._config().spec.local.threads)
         env = dict(os.environ)
         env.update({
             "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -676,8 +740,8 @@ def load_tuned_model_path(manifest_or_run_dir: str | os.PathLike) -> Path:
 
     path = Path(manifest_or_run_dir)
     candidates = [path]
-    if path.is_dir() and (path / "training" / "output").exists():
-        candidates = [path / "training" / "output"]
+    if path.is_dir() and LocalPaths(RunLayout(path).training).output_dir.exists():
+        candidates = [LocalPaths(RunLayout(path).training).output_dir]
     elif path.is_dir() and (path / "output").exists() and not (path / "manifest.json").exists():
         candidates = [path / "output"]
     if path.name == "manifest.json":

@@ -34,9 +34,10 @@ import torch
 from transformers import TrainerCallback
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 from nbkit.plain import content_text
 from nbkit.train.job import write_json_atomic
-from nbkit.train.local import LocalPaths, _now, read_progress, reward_stats
+from nbkit.train.local import LocalJobConfig, LocalPaths, _now, read_progress, reward_stats
 from nbkit.train.nova_layout import nova_row, write_output
 
 MLFLOW_TABLE_DIR = "completions"
@@ -253,7 +254,11 @@ def render_prompts(tokenizer: Any, records: list[dict[str, Any]], chat: bool) ->
 
 
 def trainer_class() -> type:
-    """GRPOTrainer plus advantage statistics (Nova's CSV reports them) and KL to the base model when beta=0."""
+    """GRPOTrainer plus advantage statistics (Nova's CSV reports them) and KL to the base model when beta=0.
+
+    Why a private override: TRL 1.16's public hooks (`log_metric`, `log_extra`, handed to reward functions)
+    run before the advantages exist, and the KL needs the model; a test pins these methods to that version.
+    """
     from trl import GRPOTrainer
 
     class WorkbenchGRPOTrainer(GRPOTrainer):
@@ -429,18 +434,14 @@ class Worker:
     """One run of a local job (a fresh start or a resume) from config.json to the final outputs."""
 
     def __init__(self, job_dir: str | os.PathLike) -> None:
-        job_dir = Path(job_dir)
-        config_path = job_dir / "config.json"
-        if not config_path.exists():
-            raise UserError(f"{config_path} does not exist: start local jobs with nbkit.train.local.submit")
-        self.config = json.loads(config_path.read_text())
-        self.files = LocalPaths(self.config["training_dir"])
-        self.request = self.config["request"]
-        self.spec = self.config["spec"]
-        self.job_id = self.config["job_id"]
+        self.config = LocalJobConfig.read(Path(job_dir) / "config.json")
+        self.files = LocalPaths(self.config.training_dir)
+        self.spec = self.config.spec
+        self.request = self.config.request()  # the plan as reviewed; resolved again once the data is read
+        self.job_id = self.config.job_id
         self.state = RunState()
         self.validator: Validator | None = None
-        self.eval_every = int(self.request["validation"]["every"] or 0)
+        self.eval_every = self.request.validation.every
         self.logger: MlflowLogger | None = None
         self.adapter: RewardAdapter | None = None
         self.status_record = json.loads(self.files.status.read_text()) if self.files.status.exists() else {}
@@ -498,35 +499,32 @@ class Worker:
     def _train(self) -> str:
         from transformers import set_seed
 
-        threads = int(self.request.get("threads") or 2)
-        torch.set_num_threads(threads)
-        hyper = self.spec["hyper"]
-        set_seed(int(hyper["seed"]))
-        resume_from = self.config.get("resume_from")
-        train = load_records(self.request["train_data"], "training data")
+        request = self.request
+        torch.set_num_threads(request.threads)
+        set_seed(self.spec.hyper.seed)
+        resume_from = self.config.resume_from
+        train = load_records(request.train_data, "training data")
         if not train:
-            raise UserError(f"training data {self.request['train_data']} holds no records")
-        evals = load_records(self.request["eval_data"], "eval data") if self.request["eval_data"] else []
-        model_path = resolve_model(self.request["model"], train, Path(self.config["run_dir"]))
-        reward = _load_reward(self.spec["reward"])
+            raise UserError(f"training data {request.train_data} holds no records")
+        self.request = request = self.config.request(len(train))  # the step budget, resolved
+        evals = load_records(request.eval_data, "eval data") if request.eval_data else []
+        model_path = resolve_model(request.model, train, Path(self.config.run_dir))
+        reward = _load_reward(request.reward)
         tokenizer, model = load_policy(model_path)
         chat = tokenizer.chat_template is not None
-        check_prompt_lengths(tokenizer, train, chat, int(self.request["max_prompt_length"]),
-                             int(hyper["max_new_tokens"]), model)
+        check_prompt_lengths(tokenizer, train, chat, request.max_prompt_length, self.spec.hyper.max_new_tokens,
+                             model)
         dataset = build_dataset(train, chat)
-        max_steps = self.request["grpo_config"]["max_steps"]
-        if max_steps is None or max_steps <= 0:
-            from nbkit.train.spec import Hyperparameters, steps_for
-
-            max_steps = steps_for(Hyperparameters(**hyper), len(train))
+        max_steps = request.steps.max_steps
+        assert max_steps is not None  # resolved from epochs now that the data is read
         if resume_from:
             self._truncate_history(_checkpoint_step(resume_from))
-        self.adapter = RewardAdapter(reward, self.request["event_variant"], self.files,
-                                     self.request["reward_buckets"], record_rows=self.request["log_completions"])
-        validation = self.request["validation"]
-        if evals and self.eval_every and validation["prompts"]:
-            self.validator = Validator(evals[: int(validation["prompts"])], tokenizer, reward,
-                                       self.request["event_variant"], int(validation["max_new_tokens"]))
+        self.adapter = RewardAdapter(reward, request.event_variant, self.files, request.reward_buckets,
+                                     record_rows=request.log_completions)
+        validation = request.validation
+        if evals and self.eval_every and validation.prompts:
+            self.validator = Validator(evals[: validation.prompts], tokenizer, reward, request.event_variant,
+                                       validation.max_new_tokens)
         self._start_mlflow(model_path, resume_from)
         trainer = self._make_trainer(model, tokenizer, dataset, max_steps)
         self.set_status("running", phase="training", max_steps=max_steps, model_path=str(model_path))
@@ -539,18 +537,13 @@ class Worker:
     def _make_trainer(self, model: Any, tokenizer: Any, dataset: Any, max_steps: int) -> Any:
         from trl import GRPOConfig
 
-        kwargs = dict(self.request["grpo_config"])
-        warmup = math.ceil(float(self.spec["local"].get("warmup_ratio", 0.0)) * max_steps)
-        kwargs.update(output_dir=str(self.files.checkpoints), max_steps=max_steps, warmup_steps=warmup)
-        if kwargs.get("save_steps", 0) > max_steps:
-            kwargs["save_steps"] = max_steps
-        config = GRPOConfig(**kwargs)
+        config = GRPOConfig(**self.request.grpo_config, output_dir=str(self.files.checkpoints))
         optimizers = (None, None)
-        if self.request.get("peft"):
+        if self.request.peft:
             from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(**self.request["peft"]))
-            ratio = self.request.get("loraplus_lr_ratio")
+            model = get_peft_model(model, LoraConfig(**self.request.peft))
+            ratio = self.request.loraplus_lr_ratio
             if ratio:
                 from peft.optimizers import create_loraplus_optimizer
 
@@ -562,29 +555,30 @@ class Worker:
         from transformers import PrinterCallback
 
         cls = trainer_class()
-        cls.measure_kl = bool(self.request.get("kl_measured", True))
+        cls.measure_kl = self.request.kl_measured
         trainer = cls(model=model, reward_funcs=self.adapter, args=config, train_dataset=dataset,
                       processing_class=tokenizer, callbacks=[WorkbenchCallback(self)], optimizers=optimizers)
         trainer.remove_callback(PrinterCallback)  # a 40-key dict per step; progress.jsonl has it, the log a summary
         return trainer
 
     def _start_mlflow(self, model_path: Path, resume_from: str | None) -> None:
-        uri = self.config["tracking_uri"]
+        uri = self.config.tracking_uri
         default = uri == self.files.default_tracking_uri()
-        self.logger = MlflowLogger(uri, self.spec["local"]["experiment"], self.files.mlartifacts if default else None)
-        run_id = self.config.get("mlflow_run_id") if resume_from else None
-        tags = {"nbkit.job_id": self.job_id, "nbkit.backend": "local", "nbkit.run_dir": self.config["run_dir"],
+        self.logger = MlflowLogger(uri, self.spec.local.experiment, self.files.mlartifacts if default else None)
+        run_id = self.config.mlflow_run_id if resume_from else None
+        tags = {"nbkit.job_id": self.job_id, "nbkit.backend": "local", "nbkit.run_dir": self.config.run_dir,
                 "mlflow.source.name": "nbkit.train.local_worker"}
         self.logger.start(run_id, self.job_id, tags)
         if run_id:
             self.logger.client.set_tag(run_id, f"nbkit.resumed_from.{self.status_record.get('attempt', 0)}",
                                        str(resume_from))
         else:
-            self.logger.params(flatten_params(self.spec, self.request) | {"model_path": str(model_path)})
-            self.logger.dict(self.spec, "spec.json")
-            self.logger.dict(self.request, "plan.json")
-        self.config["mlflow_run_id"] = self.logger.run_id
-        write_json_atomic(self.files.config, self.config)
+            spec, request = self.spec.model_dump(mode="json"), self.request.model_dump(mode="json")
+            self.logger.params(flatten_params(spec, request) | {"model_path": str(model_path)})
+            self.logger.dict(spec, "spec.json")
+            self.logger.dict(request, "plan.json")
+        self.config.mlflow_run_id = self.logger.run_id
+        self.config.write(self.files.config)
         self.set_status("running")
         self._patch_job_record()
 
@@ -608,7 +602,7 @@ class Worker:
         values["epoch"] = epoch
         self.logger.metrics(step, values)
         self.progress_line({"kind": "train", "step": step, "time": time.time(), **values})
-        every = int(self.request["mlflow"]["completions_every"])
+        every = self.request.mlflow.completions_every
         for record in records:
             if record.rows and (record.step == 1 or record.step % every == 0 or record.step >= max_steps
                                 or self.state.stopped):
@@ -639,7 +633,7 @@ class Worker:
         step = int(trainer.state.global_step)
         final = save_final_model(trainer, self.files.final_checkpoint, {
             "job_id": self.job_id, "base_model": str(base_model), "step": step, "status": status,
-            "lora": self.request.get("peft"),
+            "lora": self.request.peft,
         })
         rows = self._nova_rows(step)
         archive = write_output(self.files.output_dir, final, rows)
@@ -688,7 +682,7 @@ class Worker:
         """Put the MLflow run id and output paths into training/job.json once they exist (readers need them)."""
         from nbkit.train.job import job_path
 
-        path = job_path(self.config["run_dir"])
+        path = job_path(self.config.run_dir)
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -697,7 +691,7 @@ class Worker:
         if handle.get("job_id") != self.job_id:
             return
         handle.update(mlflow_run_id=self.logger.run_id if self.logger else handle.get("mlflow_run_id"),
-                      tracking_uri=self.config["tracking_uri"], output_dir=str(self.files.output_dir),
+                      tracking_uri=self.config.tracking_uri, output_dir=str(self.files.output_dir),
                       checkpoint=str(self.files.final_checkpoint))
         record["handle"] = handle
         write_json_atomic(path, record)
@@ -711,8 +705,9 @@ def resolve_model(model: str, train: list[dict[str, Any]], run_dir: Path) -> Pat
     exists, so training starts from exactly the model the baseline measured; else built from the training split."""
     from nbkit.policy import resolve_local_model
 
-    if model == "tiny" and (run_dir / "model" / "config.json").exists():
-        return run_dir / "model"
+    copy = RunLayout(run_dir).model
+    if model == "tiny" and (copy / "config.json").exists():
+        return copy
     path = resolve_local_model(model, train_records=train, run_dir=run_dir)
     if not (path / "config.json").exists():
         raise UserError(

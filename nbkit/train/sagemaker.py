@@ -29,6 +29,7 @@ import yaml
 from pydantic import Field
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout
 from nbkit.train import aws
 from nbkit.train import recipes as rec
 from nbkit.train.archive import safe_extract
@@ -508,7 +509,7 @@ class SageMakerJobHandle(JobHandle):
 
     def default_dest(self) -> Path:
         """training/output for a training job (the layout every stage reads), training/eval/<job> for rft_eval."""
-        training = self.run_dir / "training"
+        training = RunLayout(self.run_dir).training
         return training / "output" if self.kind == "train" else training / "eval" / self.job_id
 
     def to_dict(self) -> dict[str, Any]:

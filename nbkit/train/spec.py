@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -27,7 +27,7 @@ from nbkit.errors import UserError
 from nbkit.validation import StrictModel, user_error
 
 Backend = Literal["local", "sagemaker", "hyperpod", "bedrock", "sagemaker-serverless"]
-BACKENDS: tuple[str, ...] = ("local", "sagemaker", "hyperpod", "bedrock", "sagemaker-serverless")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 SURFACES: tuple[str, ...] = ("local", "smtj-lora", "smtj-full", "smhp-lora", "smhp-full", "bedrock",
                              "serverless-lora", "serverless-full")
 SURFACE_TITLES = {
@@ -50,24 +50,24 @@ class _Strict(StrictModel):
 class Hyperparameters(_Strict):
     """The RFT knobs; defaults are AWS's documented general guidance for Nova RFT (reference section 3)."""
 
-    epochs: int = Field(1, ge=1, description="passes over the training prompts (used when max_steps is None)")
+    epochs: int = Field(1, ge=1, description="passes over the training prompts (used when max_steps is not set)")
     learning_rate: float = Field(1e-7, gt=0, description="optimizer learning rate")
     number_generation: int = Field(8, ge=1, description="completions sampled per prompt (GRPO group size)")
     max_new_tokens: int = Field(8192, ge=1, description="longest completion, in tokens")
     global_batch_size: int = Field(256, ge=1, description="rollouts (completions) per optimizer step")
-    lora_rank: int = Field(32, ge=0, description="LoRA rank; 0 = full-rank training")
+    lora_rank: int = Field(32, ge=0, description="LoRA rank; 0 means full-rank training")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling alpha")
     loraplus_lr_ratio: float = Field(64.0, ge=0, description="LoRA+ learning-rate ratio of B over A")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of rollouts")
-    top_k: int = Field(0, ge=0, description="top-k sampling of rollouts; 0 = off")
+    top_k: int = Field(0, ge=0, description="top-k sampling of rollouts; 0 means off")
     max_length: int = Field(10240, ge=1, description="prompt + completion length limit, in tokens")
-    kl_coef: float = Field(0.001, ge=0, description="KL penalty towards the base policy (beta); 0 = off")
+    kl_coef: float = Field(0.001, ge=0, description="KL penalty towards the base policy (beta); 0 means off")
     entropy_coef: float = Field(0.001, ge=0, description="entropy bonus (ent_coeff in the recipes)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (regularization)")
-    save_steps: int = Field(0, ge=0, description="checkpoint every N steps; 0 = only at the end")
-    max_steps: int | None = Field(None, ge=1, description="optimizer steps; None = from epochs and data size")
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps; 0 means only at the end")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; None means from epochs and the data size")
     reasoning_effort: Literal["low", "medium", "high"] | None = Field(
-        None, description="Nova reasoning effort; None = reasoning off"
+        None, description="Nova reasoning effort: low, medium or high; None means reasoning off"
     )
     seed: int = Field(0, description="seed of sampling, shuffling and initialization")
 
@@ -728,15 +728,15 @@ def from_params(values: dict[str, Any], run_dir: str | None = None) -> JobSpec:
     data: dict[str, Any] = {k: values[k] for k in ("backend", "name", "model", "reward", "dry_run") if k in values}
     data.update({k: values.get(k) or "" for k in ("train_data", "eval_data", "output")})
     if run_dir is not None:
-        from nbkit import paths
+        from nbkit.layout import RunLayout
 
-        run = paths.run_dir(run_dir)
-        data["train_data"] = data["train_data"] or str(run / "data" / "train.jsonl")
-        data["eval_data"] = data["eval_data"] or str(run / "data" / "eval.jsonl")
+        layout = RunLayout(run_dir)
+        data["train_data"] = data["train_data"] or str(layout.split("train"))
+        data["eval_data"] = data["eval_data"] or str(layout.split("eval"))
         if backend == "local":
-            data["output"] = data["output"] or str(run / "training")
+            data["output"] = data["output"] or str(layout.training)
         if not values.get("name"):
-            data["name"] = default_name(run.name)
+            data["name"] = default_name(layout.root.name)
     data["hyper"] = hyper
     data["aws"] = values.get("aws") or {}
     data["local"] = values.get("local") or {}

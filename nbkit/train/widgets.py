@@ -362,13 +362,12 @@ class TrainingEditor:
 
     def launch(self) -> Any:
         """Plan (and, with dry run unticked, submit) the form's spec; records training/job.json."""
-        from nbkit.train.job import launch
+        from nbkit.train.stage import prepare_spec
 
         if self.run_dir is None:
             raise UserError("no run folder to launch into: pass run_dir= to the editor")
         spec = self.spec()
-        d = self.derived
-        handle = launch(spec, self.run_dir, derived=None if d is None else d.to_dict())
+        handle = prepare_spec(spec, self.run_dir).start(wait=False).handle  # the notebook's chain, not waiting
         self.last_handle = handle
         mode = "planned (dry run)" if spec.dry_run else "submitted"
         self.status_html.value = (f"{mode}: {html.escape(handle.backend)} job <code>{html.escape(handle.job_id)}"
