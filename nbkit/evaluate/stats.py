@@ -303,3 +303,20 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return p, float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control, valid under any dependence).
+
+    Why: picking the best of several comparisons by their raw p-values overstates the evidence; an adjusted
+    p-value below alpha keeps the chance of any false claim in the family below alpha.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
