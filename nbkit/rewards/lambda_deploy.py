@@ -51,7 +51,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
         tree = ast.parse(path.read_text(), filename=str(path))
     except SyntaxError as exc:
         raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    found = []
+    found: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((alias.name, 0) for alias in node.names)

@@ -233,7 +233,7 @@ def load_reward(spec: Any, name: str | None = None) -> Reward:
             source = Path(inspect.getsourcefile(spec) or "")
         except TypeError:
             source = Path()
-        return Reward(name or getattr(spec, "__name__", "handler"), spec,
+        return Reward(name or str(getattr(spec, "__name__", "handler")), spec,
                       source=source if source.is_file() else None, function=getattr(spec, "__name__", "lambda_handler"))
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"a reward spec is a non-empty string (file.py, file.py:func, module:func, builtin:name), "
