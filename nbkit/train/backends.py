@@ -52,7 +52,7 @@ def get(name: str) -> Backend:
     missing = [fn for fn in REQUIRED if not callable(getattr(module, fn, None))]
     if missing:
         raise UserError(f"training backend module {module_name} lacks {', '.join(missing)}")
-    return module  # type: ignore[return-value]
+    return module
 
 
 def available() -> dict[str, bool]:

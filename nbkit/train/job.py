@@ -112,7 +112,7 @@ class JobHandle(ABC):
         """A few words shown beside the progress bar while waiting (the latest reward, say)."""
         return ""
 
-    def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> str:
+    def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> JobStatus:
         """Block until the job ends or `timeout` seconds pass; returns the last status seen.
 
         Reports the steps done (a bar in notebooks, the runner's live line under `nbkit run`) when the
@@ -154,7 +154,7 @@ class DryRunHandle(JobHandle):
         self.name = name
         self.description = description
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         return "planned"
 
     def stop(self) -> None:
@@ -337,9 +337,8 @@ def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | 
             save_job(run, handle, spec, plan, derived)
         return handle
     with locking.exclusive(RunLayout(run).training / LAUNCH_LOCK, f"the training of run {run}", job=spec.name):
-        handle, record_it = _continue_previous(run, plan, restart)
-        if handle is None:
-            handle = backends.get(spec.backend).submit(plan, run)
+        previous, record_it = _continue_previous(run, plan, restart)
+        handle = previous if previous is not None else backends.get(spec.backend).submit(plan, run)
         if record_it:
             save_job(run, handle, spec, plan, derived)
     return handle
@@ -442,7 +441,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def await_job(handle: JobHandle, timeout: float | None = None, poll_s: float = 2.0) -> str:
+def await_job(handle: JobHandle, timeout: float | None = None, poll_s: float = 2.0) -> JobStatus:
     """Wait for the job to end and return its status; `timeout` seconds (None or 0: no limit) raise
     WaitTimeout while it still runs, so nothing downstream mistakes half a job for a finished one."""
     state = handle.wait(timeout=timeout or None, poll_s=poll_s)
@@ -490,8 +489,8 @@ def outcome(handle: JobHandle, state: str, derived: dict[str, Any] | None = None
     curve = _reward_curve(handle) if state in ("completed", "stopped") else None
     text = f"{handle.backend} job {handle.job_id} {state}"
     if curve is not None:
-        steps, first, last = curve
-        text += f" after {steps} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
+        last_step, first, last = curve
+        text += f" after {last_step} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
     elif state in ("completed", "stopped"):
         text += " (no step metrics found in its outputs)"
     return text

@@ -23,7 +23,7 @@ import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -42,6 +42,9 @@ from nbkit.train.spec import (
     ranges,
     surface_of,
 )
+
+if TYPE_CHECKING:
+    from nbkit.train.job import JobHandle
 
 SECTION = "04_launch_training"
 TOP_FIELDS = ("name", "model", "reward", "train_data", "eval_data", "output")
@@ -179,7 +182,7 @@ class TrainingEditor:
         self.prices = prices
         self.reward_latency_s = reward_latency_s
         self.base_values = dict(base_values or {})
-        self.last_handle = None
+        self.last_handle: JobHandle | None = None
         self._building = False
         self._surface = spec.surface
         self._initial = spec
@@ -491,16 +494,18 @@ _TOP_KEY = re.compile(r"^(?P<key>[^\s#][^:]*):(?P<rest>.*)$")
 def _edit_section_text(text: str, section: str, values: dict[str, Any]) -> str:
     """Replace or append `values` inside the section's block, leaving every other line as it is."""
     lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if (m := _TOP_KEY.match(ln)) and m["key"].strip() == section), None)
-    if start is None:
+    found = next(((i, m) for i, ln in enumerate(lines) if (m := _TOP_KEY.match(ln)) and m["key"].strip() == section),
+                 None)
+    if found is None:
         body = [f"{section}:"] + [f"  {k}: {_scalar(v)}" for k, v in values.items()]
         sep = [""] if lines and lines[-1].strip() else []
         return "\n".join(lines + sep + body) + "\n"
+    start, head = found
     end = next((i for i in range(start + 1, len(lines)) if _TOP_KEY.match(lines[i])), len(lines))
     while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")) \
             and not lines[end - 1].startswith(" "):
         end -= 1  # comments and blank lines at column 0 before the next section belong to it
-    head_rest = _TOP_KEY.match(lines[start])["rest"].split("#")[0].strip()
+    head_rest = head["rest"].split("#")[0].strip()
     block = lines[start + 1:end]
     if head_rest:  # flow style (`04_launch_training: {}`): rewrite the section as a block
         merged = {**(yaml.safe_load(head_rest) or {}), **values}
