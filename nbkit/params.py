@@ -8,6 +8,7 @@ values are coerced, unknown names are rejected with the list of valid ones.
 from __future__ import annotations
 
 import json
+import os
 import types
 import typing
 from pathlib import Path
@@ -171,8 +172,13 @@ def _hyperparameter_fields() -> dict[str, Any]:
     from nbkit.train.spec import Hyperparameters
 
     described = {"max_steps": "optimizer steps; 0 means from epochs and the data size"}
-    return {name: (field.annotation | None, Field(None, description=described.get(name, field.description)))
-            for name, field in Hyperparameters.model_fields.items() if name != "seed"}
+    fields: dict[str, Any] = {}
+    for name, field in Hyperparameters.model_fields.items():
+        if name == "seed":
+            continue
+        assert field.annotation is not None  # a model field always has its type
+        fields[name] = (field.annotation | None, Field(None, description=described.get(name, field.description)))
+    return fields
 
 
 LaunchTrainingParams = create_model(
@@ -314,7 +320,7 @@ def _cell_type(annotation: Any) -> str:
     return annotation.__name__
 
 
-def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def load_file(path: str | os.PathLike, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read a params file into one merged dict per notebook that has a section (shared keys + section).
 
     A notebook runs when the file has its section (`{}` for all defaults). Shared keys go to every notebook
