@@ -32,7 +32,7 @@ from nbkit.data.io import (
     iter_lines,
     open_binary,
 )
-from nbkit.data.records import MESSAGE_KEYS, PROFILES, RESERVED_RE, ROLES, SYSTEM_ROLES
+from nbkit.data.records import MESSAGE_KEYS, PROFILES, RESERVED_RE, ROLES, SYSTEM_ROLES, Profile, RftRecord
 from nbkit.errors import UserError
 from nbkit.layout import REJECTED
 
@@ -694,6 +694,18 @@ def validate_records(
             rejected.close()
     report.duration_s = time.perf_counter() - start
     return report
+
+
+def parse_record(record: dict[str, Any], profile: Profile = "sagemaker") -> RftRecord:
+    """Check `record` with the full rules of `profile`, then build its typed view.
+
+    Raises `UserError` listing every broken rule (user turn, system first, unique tool names, ...).
+    """
+    errors, _ = check_record(record, profile)
+    if errors:
+        lines = "\n".join(f"  {p.field or '(record)'}: [{p.code}] {p.message}" for p in errors)
+        raise UserError(f"record {record.get('id')!r} is not a valid {profile} RFT record:\n{lines}")
+    return RftRecord.model_validate(record)
 
 
 def _json_problems(record: dict[str, Any]) -> list[Problem]:
