@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from nbkit.errors import UserError
+from nbkit.train.spec import Hyperparameters, from_params
 from nbkit.validation import StrictModel, lines_error, user_error
 
 
@@ -154,8 +155,6 @@ class _LaunchSettings(NotebookParams):
     @model_validator(mode="after")
     def _spec_is_valid(self) -> _LaunchSettings:
         """Fail before the pipeline starts: build the job spec and check its ranges on its surface."""
-        from nbkit.train.spec import from_params
-
         values = self.model_dump()
         values["train_data"] = values["train_data"] or "<run>/data/train.jsonl"  # filled in at launch
         values["name"] = values["name"] or "rft-job"
@@ -169,8 +168,6 @@ class _LaunchSettings(NotebookParams):
 def _hyperparameter_fields() -> dict[str, Any]:
     """Every Hyperparameters field, optional (None: the preset's value), with its own description; `seed` is
     the notebook's own, and in a params file max_steps 0 (not None, which takes the preset's) means epochs."""
-    from nbkit.train.spec import Hyperparameters
-
     described = {"max_steps": "optimizer steps; 0 means from epochs and the data size"}
     fields: dict[str, Any] = {}
     for name, field in Hyperparameters.model_fields.items():

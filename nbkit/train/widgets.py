@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from nbkit import params as params_mod
 from nbkit.errors import UserError
 from nbkit.train import derived as derived_mod
 from nbkit.train.spec import (
@@ -39,9 +40,12 @@ from nbkit.train.spec import (
     JobSpec,
     LocalSettings,
     Range,
+    from_dict,
+    from_params,
     ranges,
     surface_of,
 )
+from nbkit.train.stage import prepare_spec
 
 if TYPE_CHECKING:
     from nbkit.train.job import JobHandle
@@ -269,8 +273,6 @@ class TrainingEditor:
 
     def spec(self) -> JobSpec:
         """The form as a JobSpec; raises UserError naming each field a widget holds a bad value for."""
-        from nbkit.train.spec import from_dict
-
         return from_dict(self.values(), "training editor values")
 
     @property
@@ -365,8 +367,6 @@ class TrainingEditor:
 
     def launch(self) -> Any:
         """Plan (and, with dry run unticked, submit) the form's spec; records training/job.json."""
-        from nbkit.train.stage import prepare_spec
-
         if self.run_dir is None:
             raise UserError("no run folder to launch into: pass run_dir= to the editor")
         spec = self.spec()
@@ -395,8 +395,6 @@ def editor(spec: JobSpec | None = None, *, params: Any = None, params_file: str 
     """
     if spec is not None and params is not None:
         raise UserError("give the editor either a spec or params, not both")
-    from nbkit import params as params_mod
-
     values: dict[str, Any] | None = None
     if params is not None:
         values = params.model_dump() if hasattr(params, "model_dump") else dict(params)
@@ -407,8 +405,6 @@ def editor(spec: JobSpec | None = None, *, params: Any = None, params_file: str 
         values = params_mod.validate(SECTION, values, source=str(params_file or "")).model_dump()
         run_dir = run_dir if run_dir is not None else values.get("run_dir") or None
     if spec is None:
-        from nbkit.train.spec import from_params
-
         spec = from_params(values or {}, run_dir=str(run_dir) if run_dir is not None else None)
     return TrainingEditor(spec, params_file=params_file, run_dir=run_dir, base_values=values, **kwargs)
 
