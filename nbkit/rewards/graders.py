@@ -772,7 +772,7 @@ def handler_for(grader: Grader) -> Callable[[Any, Any], list[dict[str, Any]]]:
         graded = grade_safely(grader, samples)
         return [_result(i, score, comps) for i, (score, comps) in zip(ids, graded, strict=True)]
 
-    lambda_handler.grader = grader  # type: ignore[attr-defined]
+    lambda_handler.grader = grader  # type: ignore[attr-defined]  # typing cannot declare a function attribute
     return lambda_handler
 
 
