@@ -32,12 +32,12 @@ demo: $(STAMP)  ## run the whole notebook pipeline on the bundled sample task ->
 smoke: $(STAMP)  ## the same pipeline with CI-sized parameters -> runs/smoke/index.html
 	$(BIN)/nbkit run --params params/smoke.yaml --out runs/smoke
 
-test: $(STAMP)  ## lint and the whole test suite
-	$(BIN)/ruff check .
+test: lint  ## lint and the whole test suite
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff, then mypy on nbkit (config in pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 format: $(STAMP)  ## ruff format + import sorting
 	$(BIN)/ruff check --fix .
@@ -52,4 +52,4 @@ mlflow: $(STAMP)  ## MLflow UI on a run's store: make mlflow RUN=demo
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///runs/$(or $(RUN),demo)/training/mlflow.db --port 5000
 
 clean:  ## remove runs and caches (keeps .venv)
-	rm -rf runs .cache .pytest_cache .ruff_cache
+	rm -rf runs .cache .pytest_cache .ruff_cache .mypy_cache

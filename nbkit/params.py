@@ -8,6 +8,7 @@ values are coerced, unknown names are rejected with the list of valid ones.
 from __future__ import annotations
 
 import json
+import os
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from nbkit.errors import UserError
+from nbkit.train.spec import Hyperparameters, from_params
 from nbkit.validation import StrictModel, lines_error, user_error
 
 
@@ -153,8 +155,6 @@ class _LaunchSettings(NotebookParams):
     @model_validator(mode="after")
     def _spec_is_valid(self) -> _LaunchSettings:
         """Fail before the pipeline starts: build the job spec and check its ranges on its surface."""
-        from nbkit.train.spec import from_params
-
         values = self.model_dump()
         values["train_data"] = values["train_data"] or "<run>/data/train.jsonl"  # filled in at launch
         values["name"] = values["name"] or "rft-job"
@@ -168,11 +168,14 @@ class _LaunchSettings(NotebookParams):
 def _hyperparameter_fields() -> dict[str, Any]:
     """Every Hyperparameters field, optional (None: the preset's value), with its own description; `seed` is
     the notebook's own, and in a params file max_steps 0 (not None, which takes the preset's) means epochs."""
-    from nbkit.train.spec import Hyperparameters
-
     described = {"max_steps": "optimizer steps; 0 means from epochs and the data size"}
-    return {name: (field.annotation | None, Field(None, description=described.get(name, field.description)))
-            for name, field in Hyperparameters.model_fields.items() if name != "seed"}
+    fields: dict[str, Any] = {}
+    for name, field in Hyperparameters.model_fields.items():
+        if name == "seed":
+            continue
+        assert field.annotation is not None  # a model field always has its type
+        fields[name] = (field.annotation | None, Field(None, description=described.get(name, field.description)))
+    return fields
 
 
 LaunchTrainingParams = create_model(
@@ -332,7 +335,7 @@ def _cell_type(annotation: Any) -> str:
 SWEEP_KEY = "sweep"
 
 
-def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def load_file(path: str | os.PathLike, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read a params file into one merged dict per notebook that has a section (shared keys + section).
 
     A notebook runs when the file has its section (`{}` for all defaults). Shared keys go to every notebook

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,8 +88,8 @@ class Task:
 def track(items: Iterable[T], what: str, total: int | None = None, unit: str = "it",
           bar: bool = True) -> Iterator[T]:
     """Iterate with progress (the iterable's length is the total when it has one)."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
+    if total is None and isinstance(items, Sized):
+        total = len(items)
     with Task(what, total, unit, bar=bar) as task:
         for item in items:
             yield item

@@ -107,13 +107,13 @@ def plan(params_file: str | Path, run: str | Path, only: list[str] | None = None
     return runs
 
 
-def _classify(exc: BaseException) -> tuple[str, str, int | None]:
+def _classify(exc: BaseException) -> tuple[NotebookStatus, str, int | None]:
     """Map papermill/nbclient exceptions to (status, message, failing cell index)."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        status = "timeout" if exc.ename in TIMEOUT_ERRORS else "failed"
+        status: NotebookStatus = "timeout" if exc.ename in TIMEOUT_ERRORS else "failed"
         return status, f"{exc.ename}: {exc.evalue}", exc.cell_index
     if isinstance(exc, CellTimeoutError):
         return "timeout", f"a cell ran past its time limit: {exc}", None

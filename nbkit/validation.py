@@ -46,8 +46,14 @@ def _numeric(annotation: Any) -> bool:
     return False
 
 
+class LinesError(UserError):
+    """A UserError of one problem per line; `lines` lets an outer check merge them under its field name."""
+
+    lines: list[str]
+
+
 def user_error(exc: ValidationError, title: str, model: type[BaseModel] | None = None,
-               noun: str = "name") -> UserError:
+               noun: str = "name") -> LinesError:
     """One readable error for every problem pydantic found: `field = value: what is wrong`.
 
     An unknown name lists the valid names of the (nested) model that rejected it, so the fix is in the
@@ -59,7 +65,7 @@ def user_error(exc: ValidationError, title: str, model: type[BaseModel] | None =
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc)
         inner = (err.get("ctx") or {}).get("error")
-        if isinstance(getattr(inner, "lines", None), list):
+        if isinstance(inner, LinesError):
             lines += [f"{field}.{line}" if field else line for line in inner.lines]
         elif err["type"] == "extra_forbidden":
             names = _valid_names(model, loc) if model is not None else []
@@ -71,10 +77,10 @@ def user_error(exc: ValidationError, title: str, model: type[BaseModel] | None =
     return lines_error(title, lines)
 
 
-def lines_error(title: str, lines: list[str]) -> UserError:
+def lines_error(title: str, lines: list[str]) -> LinesError:
     """A UserError of one problem per line (kept as `.lines`, so an outer check can merge them)."""
-    error = UserError(f"{title}:\n" + "\n".join(f"  {line}" for line in lines))
-    error.lines = lines  # type: ignore[attr-defined]
+    error = LinesError(f"{title}:\n" + "\n".join(f"  {line}" for line in lines))
+    error.lines = lines
     return error
 
 

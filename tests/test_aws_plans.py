@@ -401,7 +401,7 @@ def test_bedrock_reward_file_is_deployed_for_the_bedrock_event(train_file):
 def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
     """The shipped AWS params files pass notebook 04's validation and give a complete dry-run plan."""
     from nbkit import params, paths
-    from nbkit.train import backends
+    from nbkit.train.job import get_backend
     from nbkit.train.spec import from_params
 
     merged = params.load_file(paths.PARAMS / f"{name}.yaml")
@@ -414,7 +414,7 @@ def test_params_files_validate_and_plan_offline(tmp_path, name, backend):
         + "\n" for i in range(150)))
     spec = from_params(values, run_dir=str(run))
     assert spec.backend == backend and spec.dry_run is True
-    plan = backends.get(backend).plan(spec)
+    plan = get_backend(backend).plan(spec)
     assert plan.reward["deploy"] and "123456789012" in plan.reward["arn"]
     text = plan.describe()
     assert "DRY RUN" in text

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from nbkit.data import CODES, RftRecord, check_record, json_schema, validate_file, validate_records
+from nbkit.data import CODES, check_record, json_schema, parse_record, validate_file, validate_records
 from nbkit.data.io import iter_lines
 from nbkit.errors import UserError
 
@@ -268,10 +268,10 @@ def test_unknown_profile_is_a_user_error(tmp_path):
 
 
 def test_typed_record_view_and_its_errors():
-    typed = RftRecord.parse(rec(domain="algebra"))
+    typed = parse_record(rec(domain="algebra"))
     assert typed.messages[1].text == "What is 2 + 2?" and typed.metadata == {"domain": "algebra"}
     with pytest.raises(UserError, match=r"no_user_turn"):
-        RftRecord.parse(rec(messages=[{"role": "system", "content": "s"}]))
+        parse_record(rec(messages=[{"role": "system", "content": "s"}]))
 
 
 SCHEMA_CASES = [json.loads(raw) for name, raw, code in LINE_ERRORS

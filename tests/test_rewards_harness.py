@@ -258,3 +258,14 @@ def test_bad_arguments_are_user_errors():
         run_harness(lambda e, c: [], samples_for("a"), timeout=0)
     with pytest.raises(UserError, match="workers"):
         run_harness(lambda e, c: [], samples_for("a"), workers=-1)
+
+
+def test_batches_keep_every_sequence_method():
+    """The executors take the batches as a Sequence; an attribute once named `count` hid Sequence.count
+    (found by mypy: "Cannot assign to a method")."""
+    from nbkit.rewards.harness import _Batches
+
+    samples = [{"id": str(i)} for i in range(5)]
+    batches = _Batches(samples, 2)
+    assert len(batches) == 3 and list(batches) == [samples[0:2], samples[2:4], samples[4:5]]
+    assert batches.count(samples[2:4]) == 1 and batches.index(samples[4:5]) == 2

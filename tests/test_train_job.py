@@ -12,7 +12,7 @@ import pytest
 
 from nbkit import cli
 from nbkit.errors import UserError
-from nbkit.train import backends, job
+from nbkit.train import job
 from nbkit.train.spec import JobSpec
 
 
@@ -73,7 +73,7 @@ def scripted_backend(monkeypatch):
 
     module.plan, module.submit, module.handle_from_dict = plan, submit, handle_from_dict
     monkeypatch.setitem(sys.modules, "scripted_backend", module)
-    monkeypatch.setitem(backends.MODULES, "local", "scripted_backend")
+    monkeypatch.setitem(job.BACKEND_MODULES, "local", "scripted_backend")
     return module
 
 
@@ -215,21 +215,21 @@ def test_wait_polls_until_terminal_or_timeout(tmp_path):
 # ---------------------------------------------------------------------------------------- registry
 
 
-def test_backends_get_errors(monkeypatch, tmp_path):
+def test_get_backend_errors(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="unknown training backend 'ec2'"):
-        backends.get("ec2")
-    monkeypatch.setitem(backends.MODULES, "bedrock", "nbkit.train._no_such_backend")
+        job.get_backend("ec2")
+    monkeypatch.setitem(job.BACKEND_MODULES, "bedrock", "nbkit.train._no_such_backend")
     with pytest.raises(UserError, match="not part of this installation"):
-        backends.get("bedrock")
+        job.get_backend("bedrock")
     (tmp_path / "needs_dep_backend.py").write_text("import surely_not_installed_pkg  # noqa\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(backends.MODULES, "bedrock", "needs_dep_backend")
+    monkeypatch.setitem(job.BACKEND_MODULES, "bedrock", "needs_dep_backend")
     with pytest.raises(UserError, match="surely_not_installed_pkg.*pip install"):
-        backends.get("bedrock")
+        job.get_backend("bedrock")
     (tmp_path / "half_backend.py").write_text("def plan(spec):\n    return None\n")
-    monkeypatch.setitem(backends.MODULES, "bedrock", "half_backend")
+    monkeypatch.setitem(job.BACKEND_MODULES, "bedrock", "half_backend")
     with pytest.raises(UserError, match="lacks submit, handle_from_dict"):
-        backends.get("bedrock")
+        job.get_backend("bedrock")
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -12,7 +12,14 @@ from nbkit.data.profile import DataProfile, Finding, profile_data, token_counter
 from nbkit.data.records import PROFILES, RftRecord, prompt_key, prompt_text
 from nbkit.data.schema import json_schema
 from nbkit.data.split import split_records
-from nbkit.data.validate import CODES, ValidationReport, check_record, validate_file, validate_records
+from nbkit.data.validate import (
+    CODES,
+    ValidationReport,
+    check_record,
+    parse_record,
+    validate_file,
+    validate_records,
+)
 
 __all__ = [
     "CODES",
@@ -27,6 +34,7 @@ __all__ = [
     "check_record",
     "json_schema",
     "load_split",
+    "parse_record",
     "prepare_data",
     "profile_data",
     "prompt_key",

@@ -186,7 +186,7 @@ def rejected_frame(path: str | os.PathLike, limit: int = 20) -> Any:
     """The first `limit` rejected lines (source, line, id, code, message) as a table."""
     import pandas as pd
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(path)
     if path.exists():
         with open(path, encoding="utf-8") as handle:

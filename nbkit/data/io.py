@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from nbkit.errors import UserError
+from nbkit.layout import RunLayout, Split
 
 DEFAULT_MAX_LINE_BYTES = 1_000_000  # far above Nova's 32k-token max_length; a longer line is a broken file
 _PREVIEW_BYTES = 2_000  # what rejected.jsonl keeps of a line that is too long to keep whole
@@ -186,13 +187,13 @@ def decode(text: str, decoder: json.JSONDecoder = STRICT_DECODER) -> Any:
     """`decoder.decode(text)`, calling the C scanner directly (the Python wrapper costs a quarter of a line's
     decoding); the same errors, positions and messages."""
     try:
-        value, end = decoder.scan_once(text, 0)
+        value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]  # set in __init__; typeshed omits it
     except StopIteration as err:
         if text[:1] in _SPACE_CHARS:  # leading whitespace: let the full decoder skip it
             return decoder.decode(text)
         raise json.JSONDecodeError("Expecting value", text, err.value) from None
     if end != len(text):
-        end = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+        end = _SPACE.match(text, end).end()  # type: ignore[union-attr]  # `[ \t\n\r]*` matches everywhere
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
     return value
@@ -272,16 +273,15 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> i
     return count
 
 
-SPLITS = ("train", "eval")
+SPLITS: tuple[Split, ...] = ("train", "eval")
 
 
 def split_path(run_dir: str | os.PathLike, split: str) -> Path:
     """Where notebook 01 writes a split: <run>/data/<split>.jsonl."""
-    from nbkit.layout import RunLayout
-
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    return RunLayout(run_dir).split(split)  # type: ignore[arg-type]
+    for known in SPLITS:
+        if split == known:
+            return RunLayout(run_dir).split(known)
+    raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
 
 
 def load_split(run_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:

@@ -100,13 +100,16 @@ def reference_text(reference: Any) -> str:
     return "" if reference is None else str(reference)
 
 
+_KIND_NAMES: dict[type, str] = {str: "string", dict: "object"}
+
+
 def _reference_kind(record: dict[str, Any]) -> str:
     if "reference_answer" not in record:
         return "absent"
     ref = record["reference_answer"]
     if ref is None or ref == "" or ref == {} or ref == [] or (isinstance(ref, str) and not ref.strip()):
         return "empty"
-    return {str: "string", dict: "object"}.get(type(ref), type(ref).__name__)
+    return _KIND_NAMES.get(type(ref), type(ref).__name__)
 
 
 def _stats(values: list[int]) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """The Nova RFT record: constants, typed models and the text helpers every other data module shares.
 
 Records travel between stages as plain dicts (the JSONL format is the interface); the typed models here give
-notebooks and users attribute access and a schema once a dict has passed `nbkit.data.validate`.
+notebooks and users attribute access and a schema once a dict has passed `nbkit.data.validate`
+(`parse_record` checks a dict and returns its `RftRecord`).
 """
 
 from __future__ import annotations
@@ -104,22 +105,6 @@ class RftRecord(BaseModel):
     def metadata(self) -> dict[str, Any]:
         """The extra keys (domain, difficulty_level, ...) that reach the reward function untouched."""
         return dict(self.model_extra or {})
-
-    @classmethod
-    def parse(cls, record: dict[str, Any], profile: Profile = "sagemaker") -> RftRecord:
-        """Check `record` with the full rules of `profile`, then build the typed view.
-
-        The rules (user turn, system first, unique tool names, ...) live in `nbkit.data.validate`, the one
-        place that knows them; this raises `UserError` listing every broken rule.
-        """
-        from nbkit.data.validate import check_record
-        from nbkit.errors import UserError
-
-        errors, _ = check_record(record, profile)
-        if errors:
-            lines = "\n".join(f"  {p.field or '(record)'}: [{p.code}] {p.message}" for p in errors)
-            raise UserError(f"record {record.get('id')!r} is not a valid {profile} RFT record:\n{lines}")
-        return cls.model_validate(record)
 
 
 def prompt_text(record: dict[str, Any]) -> str:

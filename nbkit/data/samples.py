@@ -223,7 +223,7 @@ def _chem_pools() -> list[list[Record]]:
         from rdkit.Chem import Lipinski
     except ImportError:
         raise UserError("the chem task needs RDKit: pip install -e '.[chem]'") from None
-    RDLogger.DisableLog("rdApp.*")
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]  # a C++ binding rdkit-stubs omits
     smiles = list(NAMED_MOLECULES.values())
     for i, a in enumerate(_SUBSTITUENTS):
         for b in _SUBSTITUENTS[i:]:
@@ -240,8 +240,9 @@ def _chem_pools() -> list[list[Record]]:
         if canonical in seen:
             continue
         seen.add(canonical)
-        reference = {"donor_bond_counts": int(Lipinski.NumHDonors(mol)),
-                     "acceptor_bond_counts": int(Lipinski.NumHAcceptors(mol))}
+        # rdkit-stubs omit NumHDonors/NumHAcceptors: Lipinski defines them at import time
+        reference = {"donor_bond_counts": int(Lipinski.NumHDonors(mol)),  # type: ignore[attr-defined]
+                     "acceptor_bond_counts": int(Lipinski.NumHAcceptors(mol))}  # type: ignore[attr-defined]
         level = "easy" if mol.GetNumHeavyAtoms() <= 12 else "medium"
         user = f"Predict hydrogen bond donors and acceptors for this SMILES: {canonical}"
         pool.append(_record(_content_id("chem", canonical), CHEM_SYSTEM, user, reference,

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeGuard
 
 from nbkit.data.io import (
     DEFAULT_MAX_LINE_BYTES,
@@ -32,7 +32,7 @@ from nbkit.data.io import (
     iter_lines,
     open_binary,
 )
-from nbkit.data.records import MESSAGE_KEYS, PROFILES, RESERVED_RE, ROLES, SYSTEM_ROLES
+from nbkit.data.records import MESSAGE_KEYS, PROFILES, RESERVED_RE, ROLES, SYSTEM_ROLES, Profile, RftRecord
 from nbkit.errors import UserError
 from nbkit.layout import REJECTED
 
@@ -94,7 +94,7 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _nonblank(value: Any) -> bool:
+def _nonblank(value: Any) -> TypeGuard[str]:
     return type(value) is str and bool(value.strip())
 
 
@@ -202,8 +202,8 @@ def _check_content(
         if not content or content.isspace():
             if not (role == "assistant" and message.get("tool_calls")):
                 errors.append(Problem("empty_content", f"{where}.content", "content is blank; write the message text"))
-        elif bedrock and RESERVED_RE.search(content):
-            marker = RESERVED_RE.search(content).group(0)
+        elif bedrock and (found := RESERVED_RE.search(content)):
+            marker = found.group(0)
             warnings.append(Problem(
                 "reserved_marker", f"{where}.content",
                 f"content contains {marker!r}, which Bedrock's validator refuses; rephrase or remove it",
@@ -418,7 +418,7 @@ def decode_line(raw: RawLine, max_line_bytes: int,
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SCAN = VALIDATING_DECODER.scan_once
+_SCAN = VALIDATING_DECODER.scan_once  # type: ignore[attr-defined]  # set in __init__; typeshed omits it
 
 
 def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
@@ -694,6 +694,18 @@ def validate_records(
             rejected.close()
     report.duration_s = time.perf_counter() - start
     return report
+
+
+def parse_record(record: dict[str, Any], profile: Profile = "sagemaker") -> RftRecord:
+    """Check `record` with the full rules of `profile`, then build its typed view.
+
+    Raises `UserError` listing every broken rule (user turn, system first, unique tool names, ...).
+    """
+    errors, _ = check_record(record, profile)
+    if errors:
+        lines = "\n".join(f"  {p.field or '(record)'}: [{p.code}] {p.message}" for p in errors)
+        raise UserError(f"record {record.get('id')!r} is not a valid {profile} RFT record:\n{lines}")
+    return RftRecord.model_validate(record)
 
 
 def _json_problems(record: dict[str, Any]) -> list[Problem]:

@@ -386,7 +386,7 @@ def plot_rewards(frame: Any, summary: Mapping[str, Any]) -> Any:
 
     reward = np.nan_to_num(frame["reward"].astype(float).to_numpy(), nan=summary["settings"]["failed_reward"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(reward, bins=np.linspace(min(0.0, reward.min()), max(1.0, reward.max()), 21), color="#4c72b0")
+    ax.hist(reward, bins=np.linspace(min(0.0, reward.min()), max(1.0, reward.max()), 21).tolist(), color="#4c72b0")
     r = summary["reward"]
     ax.axvline(r["mean"], color="black", label=f"mean {r['mean']:.3f}")
     ax.axvspan(r["ci_low"], r["ci_high"], color="black", alpha=0.15, label="95% CI")
@@ -424,7 +424,7 @@ def plot_lengths(frame: Any, summary: Mapping[str, Any]) -> Any:
     tokens = frame["num_tokens"].astype(int).to_numpy()
     cap = summary["lengths"]["max_new_tokens"] or int(tokens.max())
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(tokens, bins=np.arange(0, max(cap, int(tokens.max())) + 2) - 0.5, color="#8172b2")
+    ax.hist(tokens, bins=(np.arange(0, max(cap, int(tokens.max())) + 2) - 0.5).tolist(), color="#8172b2")
     ax.axvline(cap, color="#c44e52", linestyle="--", label=f"max_new_tokens = {cap}")
     truncated = summary["lengths"].get("truncated_share") or 0.0
     ax.set(title=f"Completion length ({truncated:.0%} truncated)", xlabel="completion length (tokens)",

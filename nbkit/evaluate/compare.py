@@ -342,7 +342,7 @@ def compare(
     base, tuned = _per_prompt(base_s, pass_threshold), _per_prompt(tuned_s, pass_threshold)
     common, unmatched = _align(base, tuned, allow_unmatched)
     pp = _paired_frame(base, tuned, common, tie_tolerance)
-    kw = {"n_boot": n_boot, "seed": seed, "alpha": alpha}
+    kw: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "alpha": alpha}
 
     reward_diff = Interval(*stats.paired_bootstrap_diff(pp["base_mean"], pp["tuned_mean"], **kw))
     pass_diff = Interval(*stats.paired_bootstrap_diff(pp["base_pass_rate"], pp["tuned_pass_rate"], **kw))

@@ -210,6 +210,7 @@ def assemble(per_key: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]
     timed += [k for k, v in deduped.items() if v[1] is not None and k not in timed]
     if timed:
         steps, stamps, _ = deduped[timed[0]]
+        assert stamps is not None  # `timed` holds only keys with stamps
         origin = start_ms if start_ms else float(stamps.min())
         time_s[np.searchsorted(all_steps, steps)] = (stamps - origin) / 1000.0
     columns["time"] = time_s

@@ -36,9 +36,10 @@ class ModelRef:
     @classmethod
     def parse(cls, model: str) -> ModelRef:
         spec = str(model).strip()
-        for kind in ("bedrock", "replay"):
+        prefixed: tuple[ModelKind, ...] = ("bedrock", "replay")
+        for kind in prefixed:
             if spec.startswith(f"{kind}:"):
-                return cls(kind, spec[len(kind) + 1:])  # type: ignore[arg-type]
+                return cls(kind, spec[len(kind) + 1:])
         if spec == "tiny":
             return cls("tiny", "")
         if not spec:

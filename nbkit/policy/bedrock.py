@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from nbkit.errors import UserError
 from nbkit.policy.base import Completion, Generator, Messages
@@ -106,7 +106,7 @@ class BedrockGenerator(Generator):
                     list(pool.map(run, range(len(jobs))))
         finally:
             task.close()
-        return out  # type: ignore[return-value]
+        return cast("list[list[Completion]]", out)  # every slot is filled by now
 
     def call(self, request: dict[str, Any], jitter: float = 0.5) -> Completion:
         """One Converse call with retries on transient errors; an `error` completion when they run out."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nbkit.errors import UserError
 from nbkit.policy.base import Completion, Generator, Messages
@@ -105,7 +105,7 @@ class HFGenerator(Generator):
                 for (i, s), completion in zip(batch, done, strict=True):
                     out[i][s] = completion
                 task.update(len(batch))
-        return out  # type: ignore[return-value]
+        return cast("list[list[Completion]]", out)  # every slot is filled by now
 
     def _batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float, seed: int) -> list[Completion]:
         """One left-padded generate call; finish reason from whether a stop token appeared."""

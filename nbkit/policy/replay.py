@@ -120,7 +120,8 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
     columns = set(pq.read_schema(path).names)
     if "predictions" in columns:
         frame = read_nova_details(path)
-        rows, seen = [], defaultdict(int)
+        rows: list[dict[str, Any]] = []
+        seen: defaultdict[str, int] = defaultdict(int)
         for rec in frame.itertuples(index=False):
             key = _key(rec.record.get("messages")) if rec.record.get("messages") else None
             marker = key if key is not None else _norm(rec.prompt)
@@ -142,7 +143,8 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    rows, seen = [], defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    seen: defaultdict[str, int] = defaultdict(int)
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
@@ -252,8 +254,8 @@ def _flat_lambda_metrics(metrics: Any) -> dict[str, float]:
             for key, value in item.items():
                 if isinstance(value, Mapping):
                     stack.append(value)
-                elif str(key).startswith("lambda_") and _number(value) is not None:
-                    out[str(key)[len("lambda_"):]] = _number(value)
+                elif str(key).startswith("lambda_") and (number := _number(value)) is not None:
+                    out[str(key)[len("lambda_"):]] = number
     return out
 
 

@@ -275,8 +275,9 @@ def build_tokenizer(texts: Sequence[str], recipe: TinyRecipe):
     tok.train_from_iterator(plain, trainer=trainer)
     state = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    # transformers annotates merges as list[str] and unk_token as str; its BPE takes (a, b) pairs and None
     tokenizer = Qwen2Tokenizer(
-        vocab=state["vocab"], merges=merges, unk_token=None, eos_token=IM_END, pad_token=ENDOFTEXT,
+        vocab=state["vocab"], merges=merges, unk_token=None, eos_token=IM_END, pad_token=ENDOFTEXT,  # type: ignore[arg-type]
         additional_special_tokens=[IM_START, IM_END],
         model_max_length=recipe.max_position_embeddings,
     )

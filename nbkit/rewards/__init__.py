@@ -21,7 +21,7 @@ _EXPORTS = {
     "ProbeReport": "probes",
     "package_reward": "lambda_deploy",
     "deploy_reward": "lambda_deploy",
-    "remote_reward": "lambda_deploy",
+    "remote_reward": "loader",
     "prototype_reward": "prototype",
     "Prototype": "prototype",
     "run": "prototype",

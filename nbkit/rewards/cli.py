@@ -117,7 +117,7 @@ def read_events(path: str | Path) -> tuple[list[dict], list[str]]:
             try:
                 sample_model(sample).model_validate(sample)
             except ValidationError as exc:
-                problems = "; ".join(user_error(exc, "sample").lines)  # type: ignore[attr-defined]
+                problems = "; ".join(user_error(exc, "sample").lines)
                 warnings.append(f"{path}, line {number} (id {sample['id']!r}): {problems}")
             samples.append(sample)
     if not samples:

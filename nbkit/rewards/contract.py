@@ -54,7 +54,7 @@ def check_metrics(metrics_list: Any) -> dict[str, float]:
             raise ContractError(
                 "invalid_format", f"metrics_list[{i}] ({name}).type is {entry.get('type')!r}, expected 'Reward' or 'Metric'"
             )
-        value = entry.get("value")
+        value: Any = entry.get("value")  # any JSON value until _number_problem has checked it
         problem = _number_problem(value, f"metrics_list[{i}] ({name}).value")
         if problem:
             raise problem

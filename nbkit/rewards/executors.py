@@ -26,7 +26,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 TRANSIENT = frozenset({
     "ConnectionError", "TimeoutError", "ThrottlingException", "TooManyRequestsException",
@@ -424,6 +424,7 @@ def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, out
                 return
             call_id, batch = message
             start = time.perf_counter()
+            reply: tuple[Any, str, Any, str | None, tuple[str, ...], float]
             try:
                 value = handler(batch, context)
                 reply = (call_id, "returned", value, None, (), time.perf_counter() - start)
@@ -448,7 +449,8 @@ class _Worker:
 
     def __init__(self, proc: Any, conn: Any, out: Any) -> None:
         self.proc, self.conn, self.out, self.eof, self.tail = proc, conn, out, False, bytearray()
-        self.call, self.deadline, self.sent = None, 0.0, 0.0
+        self.call: int | None = None  # the batch index in flight
+        self.deadline, self.sent = 0.0, 0.0
 
 
 def crash_frames(text: str) -> str:
@@ -500,7 +502,8 @@ class ProcessExecutor:
         inherited = [parent.fileno(), reader.fileno()] + [
             fd for w in self.pool if not w.conn.closed for fd in (w.conn.fileno(), w.out.fileno())
         ] if self.forks else []
-        proc = self.ctx.Process(target=worker_main, daemon=True, name="nbkit-reward-worker",
+        # every concrete context has Process; typeshed's get_context(str) returns BaseContext, which lacks it
+        proc = self.ctx.Process(target=worker_main, daemon=True, name="nbkit-reward-worker",  # type: ignore[attr-defined]
                                 args=(child, self.reward, self.context, self.memory_mb, writer, self.parent_pid,
                                       inherited))
         proc.start()
@@ -556,10 +559,12 @@ class ProcessExecutor:
             pool.append(self._spawn())
 
         def finish(w: _Worker, outcome: Outcome, replace: bool) -> None:
+            call = w.call
+            assert call is not None  # only a worker with a call in flight finishes one
             if on_done:
-                on_done(w.call, outcome)
+                on_done(call, outcome)
             else:
-                outcomes[w.call] = outcome
+                outcomes[call] = outcome
             w.call = None
             if replace:
                 self._stop(w, kill=True)
@@ -600,7 +605,7 @@ class ProcessExecutor:
             for w in pool:
                 self._stop(w, kill=w.call is not None)
             self.pool = []
-        return [] if on_done else outcomes  # type: ignore[return-value]
+        return [] if on_done else cast("list[Outcome]", outcomes)  # every slot is filled by now
 
     def _collect(self, w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> None:
         """Read a finished call's reply, or record the crash of a worker that died without one."""
@@ -681,4 +686,4 @@ class ThreadExecutor:
                         self.abandoned += 1
                         record(idx, Outcome("timeout", error=f"no answer within the {self.timeout:g} s timeout",
                                             latency_s=now - started))
-        return [] if on_done else outcomes  # type: ignore[return-value]
+        return [] if on_done else cast("list[Outcome]", outcomes)  # every slot is filled by now

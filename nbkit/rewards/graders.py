@@ -316,7 +316,7 @@ class Grader:
         return f"{type(self).__name__}({self._params()})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.config() == other.config()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.config() == other.config()
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.config(), sort_keys=True, default=str))
@@ -444,11 +444,12 @@ def _call_parts(call: Any) -> tuple[str, dict] | None:
     a JSON string."""
     if not isinstance(call, dict):
         return None
-    inner = call.get("function") if isinstance(call.get("function"), dict) else call
+    function = call.get("function")
+    inner = function if isinstance(function, dict) else call
     name = next((inner[k] for k in CALL_NAME_KEYS if k in inner), None)
     if not isinstance(name, str) or not name.strip():
         return None
-    args = next((inner[k] for k in CALL_ARG_KEYS if k in inner), {})
+    args: Any = next((inner[k] for k in CALL_ARG_KEYS if k in inner), {})
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
@@ -631,6 +632,7 @@ class LLMJudge(Grader):
         if self.generator is None:
             from nbkit.policy import load_generator  # only outside Lambda: a judge runs a model
 
+            assert self.model is not None  # __init__ requires a generator or a model name
             self.generator = load_generator(self.model)
         return self.generator
 
@@ -770,7 +772,7 @@ def handler_for(grader: Grader) -> Callable[[Any, Any], list[dict[str, Any]]]:
         graded = grade_safely(grader, samples)
         return [_result(i, score, comps) for i, (score, comps) in zip(ids, graded, strict=True)]
 
-    lambda_handler.grader = grader  # type: ignore[attr-defined]
+    lambda_handler.grader = grader  # type: ignore[attr-defined]  # typing cannot declare a function attribute
     return lambda_handler
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
 
 from nbkit.errors import UserError
 from nbkit.plain import json_safe
@@ -112,7 +112,13 @@ class HarnessReport:
                                              self.errors, self.latencies, strict=True)
         ]
 
-    def scores(self, default: float | None = 0.0) -> list[float | None]:
+    @overload
+    def scores(self, default: float = 0.0) -> list[float]: ...
+
+    @overload
+    def scores(self, default: None) -> list[float | None]: ...
+
+    def scores(self, default: float | None = 0.0) -> list[Any]:
         """One score per sample; samples that did not end ok get `default` (what a trainer should learn)."""
         return [s if st == "ok" else default for s, st in zip(self.score_list, self.statuses, strict=True)]
 
@@ -148,7 +154,7 @@ class HarnessReport:
             return []
         lo, hi = self.score_range
         return [i for i, s, st in zip(self.ids, self.score_list, self.statuses, strict=True)
-                if st == "ok" and not lo <= s <= hi]
+                if st == "ok" and s is not None and not lo <= s <= hi]
 
     @property
     def warnings(self) -> list[str]:
@@ -156,8 +162,8 @@ class HarnessReport:
         if self.duplicate_ids:
             out.append(f"{len(self.duplicate_ids)} duplicate sample id(s) (e.g. {self.duplicate_ids[:3]}): "
                        "results are matched by id, so give every sample its own id")
-        if self.out_of_range:
-            lo, hi = self.score_range  # type: ignore[misc]
+        if self.out_of_range and self.score_range is not None:
+            lo, hi = self.score_range
             out.append(f"{len(self.out_of_range)} score(s) outside the expected range [{lo:g}, {hi:g}] "
                        f"(e.g. {self.out_of_range[:3]})")
         if self.determinism and self.determinism["mismatched"]:
@@ -418,17 +424,17 @@ class _Batches(Sequence):
 
     def __init__(self, samples: list[dict], size: int, ids: list[str] | None = None) -> None:
         self.samples, self.size, self.ids = samples, size, ids
-        self.count = -(-len(samples) // size)
+        self.total = -(-len(samples) // size)  # not `count`: that is Sequence's method
 
     def __len__(self) -> int:
-        return self.count
+        return self.total
 
     def span(self, c: int) -> tuple[int, int]:
         start = c * self.size
         return start, min(start + self.size, len(self.samples))
 
-    def __getitem__(self, c: int) -> list[dict]:  # type: ignore[override]
-        if not 0 <= c < self.count:
+    def __getitem__(self, c: int) -> list[dict]:  # type: ignore[override]  # batches are never sliced
+        if not 0 <= c < self.total:
             raise IndexError(c)
         start = c * self.size
         batch = self.samples[start:start + self.size]
@@ -497,7 +503,8 @@ def run_harness(
     # up front for worker processes (a batch that cannot be matched is never sent), as each call starts
     # in-process (where the reward gets a copy).
     inline = isinstance(executor, InlineExecutor)
-    cols, notes = _Columns([""] * n if inline else _sample_ids(samples)), []
+    cols = _Columns([""] * n if inline else _sample_ids(samples))
+    notes: list[str] = []
     batches = _Batches(samples, batch_size, cols.ids if inline else None)
     bar = _progress(progress, n, getattr(reward, "name", "reward"))
     call_latencies: list[float] = [0.0] * len(batches)

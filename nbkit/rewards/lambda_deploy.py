@@ -1,4 +1,5 @@
-"""Package a reward for AWS Lambda, deploy or update it, and call the deployed function through the harness.
+"""Package a reward for AWS Lambda and deploy or update it; a `lambda:<function>` spec calls the deployed
+function through the harness (`remote_reward` in nbkit.rewards.loader).
 
 The zip holds the reward file at its root plus the local modules it imports (found by reading its imports,
 recursively); a built-in grader is its generated stand-alone file. boto3 is imported only when deploying
@@ -10,17 +11,15 @@ from __future__ import annotations
 
 import ast
 import io
-import json
 import re
 import sys
-import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
-from nbkit.rewards.loader import GENERATED_MODULE, Reward, load_reward
+from nbkit.rewards.loader import GENERATED_MODULE, Reward, lambda_client, load_reward
 
 RUNTIME = "python3.12"
 TARGETS = ("sagemaker", "hyperpod", "bedrock")
@@ -51,7 +50,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
         tree = ast.parse(path.read_text(), filename=str(path))
     except SyntaxError as exc:
         raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    found = []
+    found: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((alias.name, 0) for alias in node.names)
@@ -182,17 +181,6 @@ def check_deploy_args(function_name: str, role_arn: str, target: str, timeout_s:
         raise UserError(f"memory_mb must be 128..10240, got {memory_mb}")
 
 
-def _client(client: Any, region: str | None) -> Any:
-    if client is not None:
-        return client
-    import boto3
-    from botocore.config import Config
-
-    # No client-side retries: the harness owns retries, and a reward call may legitimately take minutes.
-    return boto3.client("lambda", region_name=region,
-                        config=Config(read_timeout=910, connect_timeout=10, retries={"max_attempts": 1}))
-
-
 def _aws_error(exc: Exception, action: str, function_name: str) -> UserError:
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
@@ -232,7 +220,7 @@ def deploy_reward(reward: Any, function_name: str, role_arn: str, region: str | 
                 "Role": role_arn, "Description": f"RFT reward {reward.name} (nbkit, target {target})"[:256]}
     action = "deploy"
     try:
-        lam = _client(client, region)
+        lam = lambda_client(client, region)
         try:
             lam.get_function(FunctionName=function_name)
             action = "update"
@@ -251,34 +239,3 @@ def deploy_reward(reward: Any, function_name: str, role_arn: str, region: str | 
     except (ClientError, BotoCoreError) as exc:
         raise _aws_error(exc, action, function_name) from None
     return response["FunctionArn"]
-
-
-class RemoteRewardError(Exception):
-    """The deployed function raised (Lambda reports FunctionError); the message is its errorType/errorMessage."""
-
-
-def remote_reward(function: str, client: Any = None, region: str | None = None, name: str | None = None) -> Reward:
-    """A Reward whose handler invokes the deployed function synchronously (through the same harness: use
-    `workers` as the concurrency limit). Throttling surfaces as a transient error the harness can retry."""
-    lock = threading.Lock()
-    state = {"client": client}
-
-    def handler(event: Any, context: Any = None) -> Any:
-        with lock:
-            if state["client"] is None:
-                state["client"] = _client(None, region)
-        response = state["client"].invoke(FunctionName=function, InvocationType="RequestResponse",
-                                          Payload=json.dumps(event).encode())
-        raw = response["Payload"].read()
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            raise RemoteRewardError(f"the function returned non-JSON output: {raw[:200]!r}") from None
-        if response.get("FunctionError"):
-            if isinstance(data, dict):
-                raise RemoteRewardError(f"{data.get('errorType', 'Error')}: {data.get('errorMessage', data)} "
-                                        f"(in the deployed function {function})")
-            raise RemoteRewardError(f"the deployed function {function} failed: {data!r}")
-        return data
-
-    return Reward(name or f"lambda:{function}", handler, spec=f"lambda:{function}", remote=True)

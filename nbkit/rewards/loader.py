@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def load_reward(spec: Any, name: str | None = None) -> Reward:
             source = Path(inspect.getsourcefile(spec) or "")
         except TypeError:
             source = Path()
-        return Reward(name or getattr(spec, "__name__", "handler"), spec,
+        return Reward(name or str(getattr(spec, "__name__", "handler")), spec,
                       source=source if source.is_file() else None, function=getattr(spec, "__name__", "lambda_handler"))
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"a reward spec is a non-empty string (file.py, file.py:func, module:func, builtin:name), "
@@ -242,8 +243,6 @@ def load_reward(spec: Any, name: str | None = None) -> Reward:
     if spec.startswith(BUILTIN_PREFIX):
         return Reward.from_grader(_grader(parse_builtin(spec), spec), name=name or spec, spec=spec)
     if spec.startswith(LAMBDA_PREFIX):
-        from nbkit.rewards.lambda_deploy import remote_reward
-
         target, _, query = spec[len(LAMBDA_PREFIX):].partition("?")
         options = {k: _value(v) for k, _, v in (p.partition("=") for p in query.split("&") if p)}
         return remote_reward(target, region=options.get("region"), name=name or spec)
@@ -278,3 +277,46 @@ def _load_config_file(spec: str, name: str | None) -> Reward:
     except (ValueError, yaml.YAMLError) as exc:
         raise UserError(f"{path} is not a valid grader config: {exc}") from None
     return Reward.from_grader(_grader(config, str(path)), name=name or path.stem, spec=str(path))
+
+
+def lambda_client(client: Any, region: str | None) -> Any:
+    """`client`, or a Lambda client without client-side retries: the harness owns retries, and a reward call
+    may legitimately take minutes."""
+    if client is not None:
+        return client
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("lambda", region_name=region,
+                        config=Config(read_timeout=910, connect_timeout=10, retries={"max_attempts": 1}))
+
+
+class RemoteRewardError(Exception):
+    """The deployed function raised (Lambda reports FunctionError); the message is its errorType/errorMessage."""
+
+
+def remote_reward(function: str, client: Any = None, region: str | None = None, name: str | None = None) -> Reward:
+    """A Reward whose handler invokes the deployed function synchronously (through the same harness: use
+    `workers` as the concurrency limit). Throttling surfaces as a transient error the harness can retry."""
+    lock = threading.Lock()
+    state = {"client": client}
+
+    def handler(event: Any, context: Any = None) -> Any:
+        with lock:
+            if state["client"] is None:
+                state["client"] = lambda_client(None, region)
+        response = state["client"].invoke(FunctionName=function, InvocationType="RequestResponse",
+                                          Payload=json.dumps(event).encode())
+        raw = response["Payload"].read()
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            raise RemoteRewardError(f"the function returned non-JSON output: {raw[:200]!r}") from None
+        if response.get("FunctionError"):
+            if isinstance(data, dict):
+                raise RemoteRewardError(f"{data.get('errorType', 'Error')}: {data.get('errorMessage', data)} "
+                                        f"(in the deployed function {function})")
+            raise RemoteRewardError(f"the deployed function {function} failed: {data!r}")
+        return data
+
+    return Reward(name or f"lambda:{function}", handler, spec=f"lambda:{function}", remote=True)

@@ -64,9 +64,9 @@ def differences_figure(result: RunsComparison) -> Any:
     runs = [r for r in result.runs if r.metrics.get("diff") is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(2, len(runs)) + 1.2))
     for i, run in enumerate(runs):
-        m = run.metrics
-        ax.errorbar(m["diff"], i, xerr=[[m["diff"] - m["diff_lo"]], [m["diff_hi"] - m["diff"]]], fmt="o",
-                    color="#1a7f37" if m["diff_lo"] > 0 else "#cf222e" if m["diff_hi"] < 0 else "#57606a")
+        diff, lo, hi = (float(run.metrics.get(k) or 0.0) for k in ("diff", "diff_lo", "diff_hi"))
+        ax.errorbar(diff, i, xerr=[[diff - lo], [hi - diff]], fmt="o",
+                    color="#1a7f37" if lo > 0 else "#cf222e" if hi < 0 else "#57606a")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(runs)), [r.name for r in runs], fontsize=8)
     ax.set(title="Tuned minus base mean reward, 95% CI (paired bootstrap over prompts)",

@@ -16,7 +16,7 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     from nbkit.sweep.compare import read_run
 
     root = root or paths.runs_root()
-    entries = []
+    entries: list[dict[str, Any]] = []
     if not root.is_dir():
         return entries
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):

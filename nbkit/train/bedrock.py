@@ -24,7 +24,7 @@ from pydantic import Field
 from nbkit.errors import UserError
 from nbkit.layout import RunLayout
 from nbkit.train import aws, sagemaker
-from nbkit.train.job import JobHandle, Plan
+from nbkit.train.job import JobHandle, JobStatus, Plan
 from nbkit.train.spec import JobSpec, with_surface_defaults
 
 CUSTOMIZATION_TYPE = "REINFORCEMENT_FINE_TUNING"
@@ -218,8 +218,8 @@ def submit(plan: BedrockPlan, run_dir: str | os.PathLike, session: Any = None) -
 
 # --------------------------------------------------------------------------------------------- handle
 
-_STATUS = {"InProgress": "running", "Completed": "completed", "Failed": "failed", "Stopping": "running",
-           "Stopped": "stopped"}
+_STATUS: dict[str, JobStatus] = {"InProgress": "running", "Completed": "completed", "Failed": "failed",
+                                 "Stopping": "running", "Stopped": "stopped"}
 
 
 class BedrockJobHandle(JobHandle):
@@ -242,7 +242,7 @@ class BedrockJobHandle(JobHandle):
         with aws.aws_errors(f"reading Bedrock job {self.job_id}", "bedrock:GetModelCustomizationJob", self.job_id):
             return self.client("bedrock").get_model_customization_job(jobIdentifier=self.job_name)
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         return _STATUS.get(self.describe()["status"], "running")
 
     def custom_model_arn(self) -> str:

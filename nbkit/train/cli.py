@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         values["dry_run"] = True
     P = params.validate(section, values, source=str(args.params))
+    assert isinstance(P, params.LaunchTrainingParams)  # the section's params class
     launch = prepare(P)
     if args.restart:
         launch.restart = True

@@ -34,7 +34,7 @@ from nbkit.layout import RunLayout
 from nbkit.train import aws, sagemaker
 from nbkit.train import recipes as rec
 from nbkit.train.archive import safe_extract
-from nbkit.train.job import JobHandle, Plan
+from nbkit.train.job import JobHandle, JobStatus, Plan
 from nbkit.train.spec import JobSpec, surface_default, with_surface_defaults
 
 INSTANCE_TYPES = ("ml.p5.48xlarge",)
@@ -333,9 +333,10 @@ def submit(plan: HyperPodPlan, run_dir: str | os.PathLike, session: Any = None) 
 
 # --------------------------------------------------------------------------------------------- handle
 
-_STATES = {"created": "pending", "pending": "pending", "queued": "pending", "suspended": "pending",
-           "running": "running", "restarting": "running", "succeeded": "completed", "completed": "completed",
-           "failed": "failed"}
+_STATES: dict[str, JobStatus] = {
+    "created": "pending", "pending": "pending", "queued": "pending", "suspended": "pending",
+    "running": "running", "restarting": "running", "succeeded": "completed", "completed": "completed",
+    "failed": "failed"}
 
 
 class HyperPodJobHandle(JobHandle):
@@ -357,7 +358,7 @@ class HyperPodJobHandle(JobHandle):
     def client(self, service: str) -> Any:
         return (self._session or aws.session(self.region)).client(service, region_name=self.region)
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         """The CLI's State; a job gone from the cluster is completed if its manifest exists, else stopped."""
         for job in list_jobs(self.namespace):
             if job.get("Name") == self.job_id:

@@ -1,17 +1,19 @@
-"""Plans, job handles and the `training/job.json` record that every later stage reads.
+"""Plans, job handles, the backend registry, the `training/job.json` record that every later stage reads,
+and the launch that ties them together.
 
 Why a separate plan step: each backend's `plan(spec)` is pure (it computes exactly what would be sent,
 reviewable and testable offline) and `submit(plan, run_dir)` is the only call that spends money or CPU.
 A `JobHandle` then gives status, logs and outputs the same way for every backend, and `job.json` lets a
 later notebook (monitoring, evaluation) or a new kernel re-attach with `load_job(run_dir)`.
 
-Backend modules (`nbkit.train.<backend>`) expose three functions, see `nbkit.train.backends`:
-`plan(spec) -> Plan`, `submit(plan, run_dir) -> JobHandle` and `handle_from_dict(data, run_dir) -> JobHandle`
-(the inverse of `JobHandle.to_dict()`, used by `load_job`).
+Backend modules (`nbkit.train.<backend>`, found with `get_backend(name)`) expose three functions (the
+`Backend` protocol): `plan(spec) -> Plan`, `submit(plan, run_dir) -> JobHandle` and
+`handle_from_dict(data, run_dir) -> JobHandle` (the inverse of `JobHandle.to_dict()`, used by `load_job`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -19,13 +21,13 @@ import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbkit.errors import UserError, WaitTimeout
-from nbkit.train.spec import SURFACE_TITLES, JobSpec
+from nbkit.train.spec import BACKENDS, SURFACE_TITLES, JobSpec, from_dict
 
 JobStatus = Literal["planned", "pending", "running", "completed", "failed", "stopped"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
@@ -112,7 +114,7 @@ class JobHandle(ABC):
         """A few words shown beside the progress bar while waiting (the latest reward, say)."""
         return ""
 
-    def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> str:
+    def wait(self, timeout: float | None = None, poll_s: float = 2.0, progress: bool = True) -> JobStatus:
         """Block until the job ends or `timeout` seconds pass; returns the last status seen.
 
         Reports the steps done (a bar in notebooks, the runner's live line under `nbkit run`) when the
@@ -154,7 +156,7 @@ class DryRunHandle(JobHandle):
         self.name = name
         self.description = description
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         return "planned"
 
     def stop(self) -> None:
@@ -177,6 +179,60 @@ class DryRunHandle(JobHandle):
     @classmethod
     def from_dict(cls, data: dict[str, Any], run_dir: str | os.PathLike) -> DryRunHandle:
         return cls(data["backend"], data.get("name", data["job_id"]), run_dir, data.get("description", ""))
+
+
+# ------------------------------------------------------------------------------------------ backends
+
+# Imported on first use: the local backend pulls torch/transformers/trl and the AWS backends
+# boto3/sagemaker; importing `nbkit.train` (the widget, the CLI, notebook 04 with an AWS params file) must
+# not pay for either.
+BACKEND_MODULES = {name: f"nbkit.train.{name}" for name in BACKENDS} | {
+    "sagemaker-serverless": "nbkit.train.serverless"}
+BACKEND_EXTRAS = {"local": "local", "sagemaker": "aws", "hyperpod": "aws", "bedrock": "aws",
+                  "sagemaker-serverless": "aws"}
+_BACKEND_FUNCTIONS = ("plan", "submit", "handle_from_dict")
+
+
+class Backend(Protocol):
+    """What a backend module provides (see the module doc)."""
+
+    def plan(self, spec: JobSpec) -> Plan: ...
+
+    def submit(self, plan: Plan, run_dir: Path) -> JobHandle: ...
+
+    def handle_from_dict(self, data: dict[str, Any], run_dir: Path) -> JobHandle: ...
+
+
+def get_backend(name: str) -> Backend:
+    """The backend module for `name`, with a message that says how to fix a missing dependency."""
+    if name not in BACKEND_MODULES:
+        raise UserError(f"unknown training backend {name!r}; backends are: {', '.join(BACKEND_MODULES)}")
+    module_name = BACKEND_MODULES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UserError(f"training backend {name!r} is not part of this installation ({module_name} missing)") from None
+        raise UserError(
+            f"training backend {name!r} needs the Python package {exc.name!r}, which is not installed: "
+            f"install the extra with `pip install -e '.[{BACKEND_EXTRAS[name]}]'`"
+        ) from None
+    missing = [fn for fn in _BACKEND_FUNCTIONS if not callable(getattr(module, fn, None))]
+    if missing:
+        raise UserError(f"training backend module {module_name} lacks {', '.join(missing)}")
+    return module
+
+
+def available_backends() -> dict[str, bool]:
+    """Which backends import here (for the widget's dropdown); imports each one, so call it sparingly."""
+    result = {}
+    for name in BACKEND_MODULES:
+        try:
+            get_backend(name)
+            result[name] = True
+        except UserError:
+            result[name] = False
+    return result
 
 
 # ------------------------------------------------------------------------------------------ job.json
@@ -276,15 +332,11 @@ def load_job(run_dir_or_job_json: str | os.PathLike) -> JobHandle:
     data = record["handle"]
     if data.get("dry_run"):
         return DryRunHandle.from_dict(data, run_dir)
-    from nbkit.train import backends
-
-    return backends.get(record["backend"]).handle_from_dict(data, run_dir)
+    return get_backend(record["backend"]).handle_from_dict(data, run_dir)
 
 
 def load_spec(run_dir_or_job_json: str | os.PathLike) -> JobSpec:
     """The spec a recorded job was launched with."""
-    from nbkit.train.spec import from_dict
-
     path = job_path(run_dir_or_job_json)
     return from_dict(read_job(path)["spec"], f"spec in {path}")
 
@@ -298,12 +350,11 @@ def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
     The local backend's output defaults to `<run>/training`, so the plan names real paths.
     """
     from nbkit.layout import RunLayout
-    from nbkit.train import backends
 
     if spec.backend == "local" and not spec.output:
         spec = spec.model_copy(update={"output": str(RunLayout(run_dir).stage("training"))})
     spec.require_valid()
-    return backends.get(spec.backend).plan(spec)
+    return get_backend(spec.backend).plan(spec)
 
 
 LAUNCH_LOCK = ".launch.lock"
@@ -324,7 +375,6 @@ def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | 
     """
     from nbkit import locking, paths
     from nbkit.layout import RunLayout
-    from nbkit.train import backends
 
     run = paths.run_dir(run_dir)
     plan = plan if plan is not None else plan_job(spec, run)
@@ -337,9 +387,8 @@ def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | 
             save_job(run, handle, spec, plan, derived)
         return handle
     with locking.exclusive(RunLayout(run).training / LAUNCH_LOCK, f"the training of run {run}", job=spec.name):
-        handle, record_it = _continue_previous(run, plan, restart)
-        if handle is None:
-            handle = backends.get(spec.backend).submit(plan, run)
+        previous, record_it = _continue_previous(run, plan, restart)
+        handle = previous if previous is not None else get_backend(spec.backend).submit(plan, run)
         if record_it:
             save_job(run, handle, spec, plan, derived)
     return handle
@@ -442,7 +491,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def await_job(handle: JobHandle, timeout: float | None = None, poll_s: float = 2.0) -> str:
+def await_job(handle: JobHandle, timeout: float | None = None, poll_s: float = 2.0) -> JobStatus:
     """Wait for the job to end and return its status; `timeout` seconds (None or 0: no limit) raise
     WaitTimeout while it still runs, so nothing downstream mistakes half a job for a finished one."""
     state = handle.wait(timeout=timeout or None, poll_s=poll_s)
@@ -490,8 +539,8 @@ def outcome(handle: JobHandle, state: str, derived: dict[str, Any] | None = None
     curve = _reward_curve(handle) if state in ("completed", "stopped") else None
     text = f"{handle.backend} job {handle.job_id} {state}"
     if curve is not None:
-        steps, first, last = curve
-        text += f" after {steps} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
+        last_step, first, last = curve
+        text += f" after {last_step} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
     elif state in ("completed", "stopped"):
         text += " (no step metrics found in its outputs)"
     return text

@@ -31,18 +31,18 @@ import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError
 
 from nbkit.errors import UserError
 from nbkit.layout import COMPLETIONS, RunLayout
-from nbkit.train.job import TERMINAL, JobHandle, Plan, write_json_atomic
+from nbkit.train.job import TERMINAL, JobHandle, JobStatus, Plan, write_json_atomic
 from nbkit.train.spec import JobSpec, steps_for
 from nbkit.validation import StrictModel, user_error
 
 BACKEND = "local"
-EVENT_VARIANT = "sagemaker"  # the local trainer sends SageMaker-shaped events (reference_answer top level)
+EVENT_VARIANT: Final = "sagemaker"  # the local trainer sends SageMaker-shaped events (reference_answer top level)
 BUCKETS = {"high": 0.8, "low": 0.2}  # reward >= high: high; < low: low; medium otherwise (CONVENTIONS.md)
 FINAL_CHECKPOINT = "final"
 SAVE_TOTAL_LIMIT = 2  # resumable checkpoints kept on disk (the newest ones)
@@ -347,7 +347,7 @@ def _prepare(plan: Plan, run_dir: str | os.PathLike) -> tuple[LocalJobHandle, di
         # A checkpoint of this training folder continues its job (same id, same MLflow run); one from
         # elsewhere starts a new job here from those weights, optimizer state and step count.
         same_job = files.config.exists() and checkpoint.resolve().parent == files.checkpoints.resolve()
-        job_id = previous.get("job_id") if same_job and previous.get("job_id") else _new_job_id(spec.name)
+        job_id = previous["job_id"] if same_job and previous.get("job_id") else _new_job_id(spec.name)
         mlflow_run_id = previous.get("mlflow_run_id") if same_job else None
         if not same_job:
             _keep_previous(files, previous)
@@ -445,7 +445,7 @@ class LocalJobHandle(JobHandle):
         """The worker's status record (status, step, max_steps, error, mlflow_run_id, pid, times)."""
         return _read_json(self.files.status) if self.files.status.exists() else {}
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         """pending|running|completed|failed|stopped; a worker that died without a word is recorded as failed
         (stopped, if a stop was asked for) the first time anyone looks."""
         if getattr(self, "_proc", None) is not None:
@@ -460,12 +460,12 @@ class LocalJobHandle(JobHandle):
             return self._record_death(info)
         return state
 
-    def _record_death(self, info: dict[str, Any]) -> str:
+    def _record_death(self, info: dict[str, Any]) -> JobStatus:
         """Say in status.json and in the MLflow run that the worker is gone, with the reason.
 
         A stop that arrived before the worker installed its signal handler ends it at once: stopped.
         """
-        state = "stopped" if self.files.stop_request.exists() else "failed"
+        state: JobStatus = "stopped" if self.files.stop_request.exists() else "failed"
         reason = (f"the worker process (pid {info.get('pid')}) ended without reporting a result at step "
                   f"{info.get('step') or 0} (killed, or out of memory?); see {self.files.log}")
         write_json_atomic(self.files.status, info | {

@@ -253,7 +253,7 @@ def render_prompts(tokenizer: Any, records: list[dict[str, Any]], chat: bool) ->
 # ------------------------------------------------------------------------------------------- the trainer
 
 
-def trainer_class() -> type:
+def trainer_class() -> type[Any]:
     """GRPOTrainer plus advantage statistics (Nova's CSV reports them) and KL to the base model when beta=0.
 
     Why a private override: TRL 1.16's public hooks (`log_metric`, `log_extra`, handed to reward functions)
@@ -266,7 +266,8 @@ def trainer_class() -> type:
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             output = super()._generate_and_score_completions(inputs)
-            mode = "train" if self.model.training else "eval"
+            # transformers types Trainer.model as Optional (unset before __init__ ends); it is set here
+            mode = "train" if self.model.training else "eval"  # type: ignore[union-attr]
             adv = output["advantages"].detach().float()
             self._metrics[mode]["advantage_mean"].append(adv.mean().item())
             self._metrics[mode]["advantage_min"].append(adv.min().item())
@@ -332,12 +333,19 @@ class MlflowLogger:
             self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
         return self.run_id
 
+    @property
+    def active_run(self) -> str:
+        """The run every call logs to (`start` sets it)."""
+        if self.run_id is None:
+            raise RuntimeError("MlflowLogger.start() was not called")
+        return self.run_id
+
     def params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self.client.log_batch(self.active_run, params=items[i:i + 100])
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -345,18 +353,18 @@ class MlflowLogger:
         stamp = int(time.time() * 1000)
         items = [Metric(k, float(v), stamp, step) for k, v in sorted(values.items())]
         for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+            self.client.log_batch(self.active_run, metrics=items[i:i + 500])
 
     def table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
         import pandas as pd
 
-        self.client.log_table(self.run_id, pd.DataFrame(rows), artifact_file)
+        self.client.log_table(self.active_run, pd.DataFrame(rows), artifact_file)
 
     def dict(self, data: dict[str, Any], artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, data, artifact_file)
+        self.client.log_dict(self.active_run, data, artifact_file)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.client.log_artifact(self.active_run, str(path), artifact_path)
 
     def end(self, status: str) -> None:
         if self.run_id:
@@ -446,6 +454,13 @@ class Worker:
         self.adapter: RewardAdapter | None = None
         self.status_record = json.loads(self.files.status.read_text()) if self.files.status.exists() else {}
         self.started = time.perf_counter()
+
+    @property
+    def run_logger(self) -> MlflowLogger:
+        """The MLflow run's logger: training starts after `_start_mlflow`, so every step has one."""
+        if self.logger is None:
+            raise RuntimeError("the MLflow run has not been started")
+        return self.logger
 
     # -- status ----------------------------------------------------------------------------------------
 
@@ -538,7 +553,7 @@ class Worker:
         from trl import GRPOConfig
 
         config = GRPOConfig(**self.request.grpo_config, output_dir=str(self.files.checkpoints))
-        optimizers = (None, None)
+        optimizers: tuple[torch.optim.Optimizer | None, None] = (None, None)
         if self.request.peft:
             from peft import LoraConfig, get_peft_model
 
@@ -600,13 +615,13 @@ class Worker:
             self.state.policy_updates += step - self.state.last_logged
         values["policy_updates"] = float(self.state.policy_updates)
         values["epoch"] = epoch
-        self.logger.metrics(step, values)
+        self.run_logger.metrics(step, values)
         self.progress_line({"kind": "train", "step": step, "time": time.time(), **values})
         every = self.request.mlflow.completions_every
         for record in records:
             if record.rows and (record.step == 1 or record.step % every == 0 or record.step >= max_steps
                                 or self.state.stopped):
-                self.logger.table(record.rows, f"{MLFLOW_TABLE_DIR}/step_{record.step:06d}.json")
+                self.run_logger.table(record.rows, f"{MLFLOW_TABLE_DIR}/step_{record.step:06d}.json")
         self.state.last_logged = step
         self.set_status("running", step=step, max_steps=max_steps, reward_mean=values.get("reward_mean"))
         if step == 1 or step % max(1, max_steps // 20) == 0 or step >= max_steps:
@@ -620,8 +635,8 @@ class Worker:
             return
         metrics, rows = self.validator.run(model, step)
         self.state.last_eval_step = step
-        self.logger.metrics(step, metrics)
-        self.logger.table(rows, f"{EVAL_TABLE_DIR}/step_{step:06d}.json")
+        self.run_logger.metrics(step, metrics)
+        self.run_logger.table(rows, f"{EVAL_TABLE_DIR}/step_{step:06d}.json")
         self.progress_line({"kind": "eval", "step": step, "time": time.time(), **metrics})
         print(f"step {step}: val_reward {metrics['val_reward']:.4f} on {len(rows)} eval prompts", flush=True)
 
@@ -638,8 +653,8 @@ class Worker:
         rows = self._nova_rows(step)
         archive = write_output(self.files.output_dir, final, rows)
         consolidate_completions(self.files)
-        self.logger.artifact(archive, "output")
-        self.logger.end("FINISHED" if status == "completed" else "KILLED")
+        self.run_logger.artifact(archive, "output")
+        self.run_logger.end("FINISHED" if status == "completed" else "KILLED")
         self.set_status(status, phase="done", step=step, checkpoint=str(final), output=str(archive),
                         ended=_now(), seconds=round(time.perf_counter() - self.started, 1),
                         reward_seconds=round(self.adapter.reward_seconds, 2) if self.adapter else None)

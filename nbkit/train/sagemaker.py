@@ -33,7 +33,7 @@ from nbkit.layout import RunLayout
 from nbkit.train import aws
 from nbkit.train import recipes as rec
 from nbkit.train.archive import safe_extract
-from nbkit.train.job import DryRunHandle, JobHandle, Plan
+from nbkit.train.job import DryRunHandle, JobHandle, JobStatus, Plan
 from nbkit.train.spec import (
     JobSpec,
     from_recipe_default,
@@ -396,12 +396,12 @@ def existing_job(sess: Any, region: str, base: str) -> str:
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
-def sdk_session(sess: Any, plan: SageMakerPlan) -> Any:
-    """A sagemaker-core Session on our boto3 session: our credentials and region, the plan's bucket for the
-    SDK's staging uploads, and the SDK's usage telemetry off."""
+def sdk_session(sess: Any, staging: str) -> Any:
+    """A sagemaker-core Session on our boto3 session: our credentials and region, the plan's bucket
+    (`staging`, an s3:// prefix) for the SDK's staging uploads, and the SDK's usage telemetry off."""
     from sagemaker.core.helper.session_helper import Session
 
-    bucket, _, prefix = plan.staging.removeprefix("s3://").partition("/")
+    bucket, _, prefix = staging.removeprefix("s3://").partition("/")
     return Session(boto_session=sess, default_bucket=bucket, default_bucket_prefix=prefix or None,
                    sagemaker_config=SDK_CONFIG)
 
@@ -423,7 +423,7 @@ def sdk_trainer(plan: SageMakerPlan, sess: Any) -> Any:
         output_data_config=OutputDataConfig(**fr["output_data_config"]),
         stopping_condition=StoppingCondition(**fr["stopping_condition"]),
         tags=[Tag(**t) for t in fr.get("tags", [])] or None,
-        sagemaker_session=sdk_session(sess, plan),
+        sagemaker_session=sdk_session(sess, plan.staging),
     )
 
 
@@ -445,7 +445,8 @@ def train_with_sdk(plan: SageMakerPlan, sess: Any) -> str:
 # --------------------------------------------------------------------------------------------- handle
 
 
-_STATUS = {"Completed": "completed", "Failed": "failed", "Stopped": "stopped", "Stopping": "running"}
+_STATUS: dict[str, JobStatus] = {"Completed": "completed", "Failed": "failed", "Stopped": "stopped",
+                                 "Stopping": "running"}
 _PENDING_SECONDARY = {"Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack",
                       "DownloadingTrainingImage", "Downloading"}
 
@@ -474,7 +475,7 @@ class SageMakerJobHandle(JobHandle):
         with aws.aws_errors(f"describing training job {self.job_id}", "sagemaker:DescribeTrainingJob", self.job_id):
             return self.client("sagemaker").describe_training_job(TrainingJobName=self.job_id)
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         info = self.describe()
         state = info["TrainingJobStatus"]
         if state == "InProgress":

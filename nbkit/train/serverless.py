@@ -163,7 +163,7 @@ def sdk_trainer(plan: ServerlessPlan, sess: Any) -> Any:
     kwargs["stopping_condition"] = StoppingCondition(**kwargs["stopping_condition"])
     if "tags" in kwargs:
         kwargs["tags"] = [Tag(**t) for t in kwargs["tags"]]
-    trainer = RLVRTrainer(**kwargs, sagemaker_session=sagemaker.sdk_session(sess, plan))
+    trainer = RLVRTrainer(**kwargs, sagemaker_session=sagemaker.sdk_session(sess, plan.staging))
     for key, value in plan.hyperparameters.items():
         if not hasattr(trainer.hyperparameters, key):
             raise UserError(f"the Hub's serverless recipe for {MODEL_ID} has no hyperparameter {key!r} (it has: "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -208,10 +209,10 @@ RECIPE_KEYS: dict[str, str] = {
 SAVE_AT_END = "save_steps"  # the recipes interpolate save_steps = max_steps: one checkpoint at the end (our 0)
 
 
-def recipe_key(surface: str, name: str) -> str | None:
-    """The recipe path of a hyperparameter on a surface, in that surface's spelling."""
-    key = RECIPE_KEYS.get(name)
-    if key and name == "loraplus_lr_ratio" and surface.startswith("smhp"):
+def recipe_key(surface: str, name: str) -> str:
+    """The recipe path of a hyperparameter (one of RECIPE_KEYS) on a surface, in that surface's spelling."""
+    key = RECIPE_KEYS[name]
+    if name == "loraplus_lr_ratio" and surface.startswith("smhp"):
         return key.replace("lora_plus_lr_ratio", "loraplus_lr_ratio")
     return key
 
@@ -239,7 +240,7 @@ def surface_defaults(surface: str) -> dict[str, tuple[Any, str]]:
     out: dict[str, tuple[Any, str]] = {SAVE_AT_END: (0, source + ": save_steps = max_steps, one checkpoint at the end")}
     for name in RECIPE_KEYS:
         try:
-            out[name] = (rec.get_path(recipe, recipe_key(surface, name) or ""), source)
+            out[name] = (rec.get_path(recipe, recipe_key(surface, name)), source)
         except KeyError:
             continue
     return out
@@ -744,7 +745,7 @@ def from_params(values: dict[str, Any], run_dir: str | None = None) -> JobSpec:
     return with_surface_defaults(from_dict(data, "04_launch_training parameters"))
 
 
-def fit_to_surface(hyper: dict[str, Any], backend: str, keep: set[str] = frozenset()) -> dict[str, Any]:
+def fit_to_surface(hyper: dict[str, Any], backend: str, keep: Collection[str] = frozenset()) -> dict[str, Any]:
     """Replace preset values the surface does not allow by the surface's own published default.
 
     Why: AWS's general guidance (batch 256) lies outside some surfaces' ranges (SMTJ LoRA: 16..128), so

@@ -23,11 +23,12 @@ import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from nbkit import params as params_mod
 from nbkit.errors import UserError
 from nbkit.train import derived as derived_mod
 from nbkit.train.spec import (
@@ -39,9 +40,15 @@ from nbkit.train.spec import (
     JobSpec,
     LocalSettings,
     Range,
+    from_dict,
+    from_params,
     ranges,
     surface_of,
 )
+from nbkit.train.stage import prepare_spec
+
+if TYPE_CHECKING:
+    from nbkit.train.job import JobHandle
 
 SECTION = "04_launch_training"
 TOP_FIELDS = ("name", "model", "reward", "train_data", "eval_data", "output")
@@ -179,7 +186,7 @@ class TrainingEditor:
         self.prices = prices
         self.reward_latency_s = reward_latency_s
         self.base_values = dict(base_values or {})
-        self.last_handle = None
+        self.last_handle: JobHandle | None = None
         self._building = False
         self._surface = spec.surface
         self._initial = spec
@@ -266,8 +273,6 @@ class TrainingEditor:
 
     def spec(self) -> JobSpec:
         """The form as a JobSpec; raises UserError naming each field a widget holds a bad value for."""
-        from nbkit.train.spec import from_dict
-
         return from_dict(self.values(), "training editor values")
 
     @property
@@ -362,8 +367,6 @@ class TrainingEditor:
 
     def launch(self) -> Any:
         """Plan (and, with dry run unticked, submit) the form's spec; records training/job.json."""
-        from nbkit.train.stage import prepare_spec
-
         if self.run_dir is None:
             raise UserError("no run folder to launch into: pass run_dir= to the editor")
         spec = self.spec()
@@ -392,8 +395,6 @@ def editor(spec: JobSpec | None = None, *, params: Any = None, params_file: str 
     """
     if spec is not None and params is not None:
         raise UserError("give the editor either a spec or params, not both")
-    from nbkit import params as params_mod
-
     values: dict[str, Any] | None = None
     if params is not None:
         values = params.model_dump() if hasattr(params, "model_dump") else dict(params)
@@ -404,8 +405,6 @@ def editor(spec: JobSpec | None = None, *, params: Any = None, params_file: str 
         values = params_mod.validate(SECTION, values, source=str(params_file or "")).model_dump()
         run_dir = run_dir if run_dir is not None else values.get("run_dir") or None
     if spec is None:
-        from nbkit.train.spec import from_params
-
         spec = from_params(values or {}, run_dir=str(run_dir) if run_dir is not None else None)
     return TrainingEditor(spec, params_file=params_file, run_dir=run_dir, base_values=values, **kwargs)
 
@@ -491,16 +490,18 @@ _TOP_KEY = re.compile(r"^(?P<key>[^\s#][^:]*):(?P<rest>.*)$")
 def _edit_section_text(text: str, section: str, values: dict[str, Any]) -> str:
     """Replace or append `values` inside the section's block, leaving every other line as it is."""
     lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if (m := _TOP_KEY.match(ln)) and m["key"].strip() == section), None)
-    if start is None:
+    found = next(((i, m) for i, ln in enumerate(lines) if (m := _TOP_KEY.match(ln)) and m["key"].strip() == section),
+                 None)
+    if found is None:
         body = [f"{section}:"] + [f"  {k}: {_scalar(v)}" for k, v in values.items()]
         sep = [""] if lines and lines[-1].strip() else []
         return "\n".join(lines + sep + body) + "\n"
+    start, head = found
     end = next((i for i in range(start + 1, len(lines)) if _TOP_KEY.match(lines[i])), len(lines))
     while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")) \
             and not lines[end - 1].startswith(" "):
         end -= 1  # comments and blank lines at column 0 before the next section belong to it
-    head_rest = _TOP_KEY.match(lines[start])["rest"].split("#")[0].strip()
+    head_rest = head["rest"].split("#")[0].strip()
     block = lines[start + 1:end]
     if head_rest:  # flow style (`04_launch_training: {}`): rewrite the section as a block
         merged = {**(yaml.safe_load(head_rest) or {}), **values}
