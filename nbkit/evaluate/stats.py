@@ -303,3 +303,25 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return p, float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (step-down Bonferroni), in the input order.
+
+    Why: a table of ten tests at alpha 0.05 finds a "significant" change by chance about 40% of the time;
+    Holm keeps the chance of any false finding at alpha and is uniformly more powerful than Bonferroni.
+    An adjusted p below alpha is a finding that holds for the whole table.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise UserError(f"p_values must be one-dimensional, got shape {p.shape}")
+    if p.size == 0:
+        return p
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise UserError(f"p-values must lie in [0, 1], got {p.tolist()}: compute every test before adjusting")
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    stepped = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = stepped
+    return out
