@@ -93,6 +93,9 @@ class PrototypeRewardParams(NotebookParams):
     workers: int = Field(1, ge=0, description="isolated worker processes; 0 runs in this process (no crash isolation)")
     timeout_s: float = Field(30.0, gt=0, description="seconds one handler call may take")
     threshold: float = Field(0.5, description="scores at or above this count as high (probe verdicts)")
+    good_template: str = Field(
+        "", description="answer format of the task, e.g. '#### {final_answer}'; empty means inferred from the "
+        "prompts, none means the default formats")
     package: bool = Field(True, description="write <run>/reward/lambda.zip for deployment")
 
 
