@@ -73,6 +73,7 @@ class Comparison:
     unmatched: dict[str, list[str]] = field(default_factory=dict)
     tests: pd.DataFrame | None = None
     mismatches: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)  # how the comparison was made (nbkit.provenance)
     verdict: str = ""
 
     @property
@@ -139,6 +140,7 @@ class Comparison:
             "tests": _records(self.tests),
             "significant_changes": [describe_change(r) for r in self.changes.to_dict(orient="records")],
             "mismatches": self.mismatches,
+            "provenance": self.provenance,
         }
         return json_safe(out)
 
