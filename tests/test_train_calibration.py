@@ -1,0 +1,153 @@
+"""Local time estimates from a calibration on this machine, AWS estimates that say what they assume, and the
+estimate set against what the job took (notebook 05, the run index)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nbkit.errors import UserError
+from nbkit.train import actual, calibration, derived
+from nbkit.train.spec import JobSpec, LocalSettings
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBKIT_CACHE", str(tmp_path / "cache"))
+
+
+# progress.jsonl of a 4-step job that validates at steps 0 and 4 (1.5 s each); steps take 2 s, 3 s and 2 s
+ROWS = [
+    {"kind": "eval", "step": 0, "time": 101.5, "val_time_s": 1.5},
+    {"kind": "train", "step": 1, "time": 110.0},
+    {"kind": "train", "step": 2, "time": 112.0},
+    {"kind": "train", "step": 3, "time": 115.0},
+    {"kind": "eval", "step": 4, "time": 118.5, "val_time_s": 1.5},
+    {"kind": "train", "step": 4, "time": 118.5},
+]
+
+
+def test_step_durations_leave_validation_out():
+    assert calibration.step_durations(ROWS) == [2.0, 3.0, 2.0]
+    assert calibration.step_durations([{"kind": "train", "step": 2, "time": 0.0},
+                                       {"kind": "train", "step": 6, "time": 8.0}]) == [2.0]  # log_every 4
+
+
+def test_measure_by_hand():
+    cal = calibration.measure(ROWS, started=100.0, ended=121.0, key="k", settings={"threads": 2})
+    assert cal.step_s == 2.0 and cal.steps == 4
+    assert cal.startup_s == pytest.approx(110.0 - 100.0 - 1.5 - 2.0)  # to step 1, less validation and one step
+    assert cal.validation_s == 1.5 and cal.finish_s == pytest.approx(2.5)
+    assert cal.wall_s(total_steps=100, validations=3) == pytest.approx(6.5 + 200 + 4.5 + 2.5)
+    assert "2.00 s per step (median of the 3 steps after the first)" in cal.describe()
+    with pytest.raises(UserError, match="fewer than 2 steps"):
+        calibration.measure(ROWS[:2], 100.0, 111.0, "k", {})
+
+
+def _spec(tmp_path, **local) -> JobSpec:
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"id": i}) + "\n" for i in range(64)))
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text('{"hidden_size": 64}')
+    return JobSpec.local_preset(train_data=str(train), eval_data=str(train), reward="builtin:numeric",
+                                model=str(model), local=LocalSettings(eval_every=50, **local))
+
+
+def test_estimate_comes_from_a_cached_calibration_and_says_so(tmp_path):
+    spec = _spec(tmp_path)
+    cal, note = calibration.for_spec(spec, tmp_path / "run", measure_now=False)
+    assert cal is None and note == "not calibrated on this machine (a dry run measures nothing)"
+    d = derived.for_run(spec, tmp_path / "run")
+    assert d.step_time_s is None and "not calibrated on this machine" in " ".join(d.assumptions)
+
+    key = calibration.key_of(calibration.settings_for(spec, tmp_path / "model"))
+    stored = calibration.measure(ROWS, 100.0, 121.0, key, {"threads": 2})
+    (tmp_path / "cache" / "calibration" / f"{key}.json").write_text(json.dumps(stored.to_dict()))
+    d = derived.for_run(spec, tmp_path / "run", calibrate=True)  # cached: nothing is run
+    assert d.total_steps == 200 and d.validations == 5  # steps 0, 50, 100, 150, 200
+    assert d.step_time_s == 2.0 and d.wall_time_s == pytest.approx(6.5 + 200 * 2.0 + 5 * 1.5 + 2.5)
+    assert d.basis["step_time_source"] == "calibration on this machine"
+    assert "estimate: calibration on this machine" in d.table()
+    assert any(a.startswith("local time measured on this machine") for a in d.assumptions)
+    # other settings (threads) are another key: not this calibration
+    other = spec.model_copy(update={"local": spec.local.model_copy(update={"threads": 1})})
+    assert calibration.for_spec(other, tmp_path / "run", measure_now=False)[0] is None
+
+
+def test_calibration_is_skipped_when_asked_or_impossible(tmp_path):
+    spec = _spec(tmp_path, calibrate_steps=0)
+    assert calibration.for_spec(spec, tmp_path / "run", measure_now=True) == (
+        None, "not calibrated on this machine (local.calibrate_steps is 0)")
+    tiny = spec.model_copy(update={"model": "tiny"})
+    cal, note = calibration.for_spec(tiny, tmp_path / "run", measure_now=True)
+    assert cal is None and "the model folder does not exist yet" in note
+    with pytest.raises(ValueError, match="two logged steps"):
+        LocalSettings(calibrate_steps=1)
+
+
+def test_aws_estimates_say_what_they_assume(tmp_path):
+    train = tmp_path / "t.jsonl"
+    train.write_text("{}\n" * 300)
+    spec = JobSpec(backend="sagemaker", name="j", model="nova-lite-2", train_data=str(train), reward="r.py",
+                   hyper={"max_steps": 10, "global_batch_size": 256, "number_generation": 8})
+    d = derived.for_run(spec)
+    assert d.basis["lambda_batch_size"] == 128 and d.lambda_invocations == 10 * 2
+    assert d.basis["step_time_source"].startswith("workbench assumption of 20000 completion tokens/s per node")
+    assert d.basis["prices_as_of"] == "2024-12-01" and d.basis["reward_latency_source"].startswith("assumed")
+    assert any(a.startswith("prices as of 2024-12-01 (prices.json, last reviewed 2026-12") for a in d.assumptions)
+
+
+# --- estimate vs actual ---------------------------------------------------------------------------------------
+
+def _local_run(run, derived_record: dict, status: dict, rows: list[dict]) -> None:
+    job = run / "training" / "job"
+    job.mkdir(parents=True)
+    (run / "training" / "job.json").write_text(json.dumps({
+        "backend": "local", "job_id": "j1", "dry_run": False, "derived": derived_record,
+        "handle": {"backend": "local", "job_id": "j1", "training_dir": "training"}}))
+    (job / "status.json").write_text(json.dumps({"job_id": "j1", **status}))
+    (job / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_estimate_vs_actual_of_a_local_job(runs_root):
+    run = runs_root / "r"
+    _local_run(run, {"total_steps": 4, "step_time_s": 0.5, "wall_time_s": 20.0,
+                     "basis": {"step_time_source": "bundled figure, not measured on this machine"}},
+               {"status": "completed", "step": 4, "attempt": 1, "submitted": "2026-01-01T00:00:00+00:00",
+                "ended": "2026-01-01T00:02:00+00:00", "seconds": 100.0}, ROWS)
+    checked = actual.check(run)
+    assert checked.estimated == {"steps": 4.0, "step_s": 0.5, "wall_s": 20.0, "cost_usd": None}
+    assert checked.actual == {"steps": 4.0, "step_s": 2.0, "wall_s": 120.0, "cost_usd": None}
+    rows = {r["quantity"]: r for r in checked.rows()}
+    assert rows["wall time"]["actual / estimate"] == "6x" and rows["time per step"]["actual"] == "2.00 s"
+    assert checked.headline() == ("Took 2.0 min for 4 steps, estimated 20.0 s (6x; bundled figure, not measured "
+                                  "on this machine).")
+    assert "estimate basis: bundled figure" in checked.table()
+    assert actual.check(runs_root / "nothing") is None
+
+
+def test_the_job_outcome_and_the_monitor_headline_carry_it(runs_root):
+    from nbkit.monitor.notebook import headline
+    from nbkit.train.job import load_job, outcome
+
+    run = runs_root / "r"
+    _local_run(run, {"total_steps": 4, "wall_time_s": 60.0, "basis": {"step_time_source": "calibration on this "
+                                                                                           "machine"}},
+               {"status": "stopped", "step": 3, "attempt": 2, "submitted": "2026-01-01T00:00:00+00:00",
+                "ended": "2026-01-01T00:01:00+00:00"}, ROWS[:4])
+    checked = actual.check(run)
+    assert any("resumed (attempt 2)" in n for n in checked.notes)
+    assert any("stopped at step 3 of 4" in n for n in checked.notes)
+    assert outcome(load_job(run), "stopped").endswith(
+        "Took 60.0 s for 3 steps, estimated 60.0 s (1x; calibration on this machine).")
+
+    class Result:  # the parts of a MonitorResult the headline reads
+        health = type("H", (), {"findings": []})()
+        recommendation = type("R", (), {"headline": lambda self: "CONTINUE."})()
+        frame = [1, 2, 3]
+        estimate = checked
+
+    assert headline(Result()).endswith("no health findings. Took 60.0 s for 3 steps, estimated 60.0 s (1x; "
+                                       "calibration on this machine).")
