@@ -36,11 +36,17 @@ def test_step_durations_leave_validation_out():
 
 def test_measure_by_hand():
     cal = calibration.measure(ROWS, started=100.0, ended=121.0, key="k", settings={"threads": 2})
-    assert cal.step_s == 2.0 and cal.steps == 4
-    assert cal.startup_s == pytest.approx(110.0 - 100.0 - 1.5 - 2.0)  # to step 1, less validation and one step
+    # steps 3 and 4 took 3 s and 2 s: 2.5 s per step; step 2 took 2 s, 0.5 s less (its one-off part, negative
+    # here, goes with the start-up); start-up = to step 1, less validation and one step
+    assert cal.step_s == 2.5 and cal.steps == 4
+    assert cal.startup_s == pytest.approx(110.0 - 100.0 - 1.5 - 2.5 + (2.0 - 2.5))
     assert cal.validation_s == 1.5 and cal.finish_s == pytest.approx(2.5)
-    assert cal.wall_s(total_steps=100, validations=3) == pytest.approx(6.5 + 200 + 4.5 + 2.5)
-    assert "2.00 s per step (median of the 3 steps after the first)" in cal.describe()
+    assert cal.wall_s(total_steps=100, validations=3) == pytest.approx(5.5 + 250 + 4.5 + 2.5)
+    assert "2.50 s per step (median of the 2 steps after the second)" in cal.describe()
+    # a second step slowed by one-off work (the first completions table) counts as start-up, not per step
+    slow = [dict(r, time=r["time"] + (4.0 if r["step"] >= 2 else 0.0)) for r in ROWS]
+    cal = calibration.measure(slow, started=100.0, ended=125.0, key="k", settings={})
+    assert cal.step_s == 2.5 and cal.startup_s == pytest.approx(110.0 - 100.0 - 1.5 - 2.5 + (6.0 - 2.5))
     with pytest.raises(UserError, match="fewer than 2 steps"):
         calibration.measure(ROWS[:2], 100.0, 111.0, "k", {})
 
@@ -67,7 +73,7 @@ def test_estimate_comes_from_a_cached_calibration_and_says_so(tmp_path):
     (tmp_path / "cache" / "calibration" / f"{key}.json").write_text(json.dumps(stored.to_dict()))
     d = derived.for_run(spec, tmp_path / "run", calibrate=True)  # cached: nothing is run
     assert d.total_steps == 200 and d.validations == 5  # steps 0, 50, 100, 150, 200
-    assert d.step_time_s == 2.0 and d.wall_time_s == pytest.approx(6.5 + 200 * 2.0 + 5 * 1.5 + 2.5)
+    assert d.step_time_s == 2.5 and d.wall_time_s == pytest.approx(5.5 + 200 * 2.5 + 5 * 1.5 + 2.5)
     assert d.basis["step_time_source"] == "calibration on this machine"
     assert "estimate: calibration on this machine" in d.table()
     assert any(a.startswith("local time measured on this machine") for a in d.assumptions)

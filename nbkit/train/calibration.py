@@ -55,9 +55,9 @@ class Calibration:
     def describe(self) -> str:
         val = f", {self.validation_s:.1f} s per validation" if self.validation_s is not None else ""
         return (f"measured on this machine ({self.machine.get('cpu', 'cpu')}, {self.settings.get('threads')} threads) "
-                f"at {self.measured}: {self.step_s:.2f} s per step (median of the {self.steps - 1} steps after the "
-                f"first), {self.startup_s:.1f} s to start{val}, {self.finish_s:.1f} s to finish; a busier machine "
-                "is slower")
+                f"at {self.measured}: {self.step_s:.2f} s per step (median of the {max(1, self.steps - 2)} steps "
+                f"after the second), {self.startup_s:.1f} s to start{val}, {self.finish_s:.1f} s to finish; a busier "
+                "machine is slower")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,12 +140,16 @@ def measure(rows: list[dict[str, Any]], started: float, ended: float, key: str, 
     if not durations or not train_times:
         raise UserError("the calibration run logged fewer than 2 steps: nothing to time; set local.calibrate_steps "
                         "to 2 or more")
-    step_s = statistics.median(durations)
+    # The second step carries one-off work of the first (its first completions table, lazy set-up): it counts
+    # as start-up, and the steps after it give the steady time per step.
+    steady = durations[1:] or durations
+    step_s = statistics.median(steady)
+    one_off = durations[0] - step_s if len(durations) > 1 else 0.0
     vals = validation_times(rows)
     first_val = next((float(r["val_time_s"]) for r in rows if r.get("kind") == "eval" and r.get("step") == 0), 0.0)
     return Calibration(
         key=key, steps=len(durations) + 1, step_s=step_s,
-        startup_s=max(0.0, train_times[0] - started - first_val - step_s),
+        startup_s=max(0.0, train_times[0] - started - first_val - step_s + one_off),
         validation_s=statistics.mean(vals) if vals else None, finish_s=max(0.0, ended - train_times[-1]),
         measured=datetime.now(UTC).isoformat(timespec="seconds"), machine=machine(), settings=settings,
     )

@@ -149,7 +149,7 @@ class LocalSettings(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="share of steps spent warming up the lr")
     resume_from: str = Field("", description="'' = fresh; 'last' = latest checkpoint of the run; or a path")
     calibrate_steps: int = Field(
-        3, ge=0, description="steps timed on this machine before a real launch (cached per model and settings) "
+        4, ge=0, description="steps timed on this machine before a real launch (cached per model and settings) "
         "for the time estimate; 0 = none, the estimate then rests on the bundled figure")
 
     @field_validator("calibrate_steps")
