@@ -27,7 +27,7 @@ def test_check_reports_every_fault_of_the_faulty_reward(capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 1
     assert set(out) == {"verdict", "summary", "results", "latency", "output"}
-    assert out["verdict"].startswith("12 of 16 samples failed")
+    assert out["verdict"].startswith("12 of 16 samples failed") and out["verdict"].endswith("; 8 more with other errors")
     assert out["summary"] == {"total": 16, "ok": 4, "exception": 3, "timeout": 1, "crash": 2, "invalid_format": 3,
                               "missing_result": 1, "non_finite": 2}
     assert "Fatal Python error: Segmentation fault" in out["output"]  # the crash's stack, captured

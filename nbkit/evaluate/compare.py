@@ -344,9 +344,10 @@ def compare(
     """Compare tuned against base on the prompts both scored.
 
     Mean reward: paired bootstrap CI over prompts plus a sign-flip permutation p-value. Pass rate (share of
-    samples with reward >= `pass_threshold`, per prompt): paired bootstrap CI plus an exact sign test on
-    per-prompt pass rates, which is exactly McNemar's test when there is one sample per prompt. pass@k and
-    the per-domain/difficulty rows: paired bootstrap CI plus a sign-flip permutation p-value. Every p-value
+    samples with reward >= `pass_threshold`, per prompt): paired bootstrap CI plus exact McNemar with one
+    sample per prompt, else a sign-flip permutation test on per-prompt pass rates (a sign test would ignore
+    how far each prompt moved). pass@k and the per-domain/difficulty rows: paired bootstrap CI plus a
+    sign-flip permutation p-value. Every p-value
     is Holm-adjusted over all of them, and the verdict names every change that stays significant.
     `solved` is the 2x2 McNemar table of "solved by at least half of its samples". Win/tie/loss compares
     per-prompt means. Frames sampled from other eval data or with other sampling settings are refused unless

@@ -41,7 +41,8 @@ class Failure:
     where: str  # 'file.py:15 in lambda_handler', or ''
     code: str  # that source line, when the reward's file could be read
     cause: str  # the likely mismatch between data and reward, or ''
-    others: dict[str, int]  # every other failing status or error, with its count
+    others: dict[str, int]  # the next commonest failing statuses or errors, with their counts
+    unlisted: int = 0  # failed samples whose error is neither the commonest nor among `others`
 
     @property
     def most(self) -> bool:
@@ -61,6 +62,8 @@ class Failure:
             text += f"; likely cause: {self.cause}"
         if self.others:
             text += "; also " + ", ".join(f"{n} x {what}" for what, n in self.others.items())
+        if self.unlisted:
+            text += f"; {self.unlisted} more with other errors"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +88,8 @@ def diagnose(statuses: Sequence[str], errors: Sequence[str | None], samples: Seq
     hit = [samples[i] for i in failed if _signature(statuses[i], errors[i]) == top]
     cause = likely_cause(parsed["type"], parsed["message"], code, hit) if parsed else ""
     others = {f"{s} ({e})" if e else s: n for (s, e), n in kinds.most_common()[1:4]}
-    return Failure(len(failed), len(statuses), count, status, error or status, where, code, cause, others)
+    unlisted = len(failed) - count - sum(others.values())
+    return Failure(len(failed), len(statuses), count, status, error or status, where, code, cause, others, unlisted)
 
 
 def _signature(status: str, error: str | None) -> tuple[str, str]:
