@@ -157,3 +157,26 @@ def test_the_job_outcome_and_the_monitor_headline_carry_it(runs_root):
 
     assert headline(Result()).endswith("no health findings. Took 60.0 s for 3 steps, estimated 60.0 s (1x; "
                                        "calibration on this machine).")
+
+
+def test_estimate_vs_actual_of_a_managed_job_once_its_outputs_are_in_the_run(runs_root):
+    import pandas as pd
+
+    run = runs_root / "aws"
+    (run / "training").mkdir(parents=True)
+    (run / "training" / "job.json").write_text(json.dumps({
+        "backend": "sagemaker", "job_id": "rft-1", "dry_run": False,
+        "derived": {"total_steps": 10, "step_time_s": 60.0, "wall_time_s": 1800.0, "cost_usd": 9.0,
+                    "usd_per_instance_hour": 100.0, "instance_count": 2,
+                    "basis": {"step_time_source": "workbench assumption of 20000 completion tokens/s per node"}},
+        "handle": {"backend": "sagemaker", "job_id": "rft-1", "region": "us-east-1",
+                   "output_s3_path": "s3://b/out"}}))
+    frame = pd.DataFrame({"step": [1, 2, 3, 10], "time": [90.0, 180.0, 270.0, 900.0]})
+    assert actual.check(run, frame) is None  # no outputs fetched: not known to have ended, and AWS is not asked
+    (run / "training" / "output").mkdir()
+    (run / "training" / "output" / "step_wise_training_metrics.csv").write_text("step_number\n1\n")
+    checked = actual.check(run, frame)
+    assert checked.actual == {"steps": 10.0, "step_s": 90.0, "wall_s": 900.0, "cost_usd": pytest.approx(50.0)}
+    assert checked.basis.startswith("workbench assumption")
+    assert any("training time only" in n or "without startup" in n for n in checked.notes)
+    assert {r["quantity"]: r["actual / estimate"] for r in checked.rows()}["cost"] == "5.6x"

@@ -113,8 +113,10 @@ def check(run_dir: str | os.PathLike, frame: Any = None) -> EstimateCheck | None
     """Estimate vs actual for the run's training job once it has ended (None before, or without a record).
 
     `frame` is the normalized metrics frame (notebook 05 has it); a managed job's actual steps and time come
-    from it, a local job's from its own status and progress files.
+    from it, a local job's from its own status and progress files. Nothing here calls AWS: a managed job
+    counts as ended once its outputs are in the run (`<run>/training/output`, fetched by 06 or `outputs()`).
     """
+    from nbkit.layout import RunLayout
     from nbkit.train.job import load_job, read_job
 
     try:
@@ -124,7 +126,11 @@ def check(run_dir: str | os.PathLike, frame: Any = None) -> EstimateCheck | None
     if record.get("dry_run"):
         return None
     handle = load_job(run_dir)
-    state = handle.status()
+    if handle.backend == "local":
+        state = handle.status()  # the worker's status file
+    else:
+        fetched = next((RunLayout(run_dir).training / "output").rglob("step_wise_training_metrics.csv"), None)
+        state = "completed" if fetched is not None else ""
     if state not in ENDED:
         return None
     derived = record.get("derived") or {}
