@@ -237,7 +237,9 @@ def test_verdict_names_a_rising_mean_and_a_falling_pass_at_k():
     assert "higher mean reward on domain algebra" in c.verdict
     data = c.to_dict()
     assert any(s.startswith("less often right in 8 tries") for s in data["significant_changes"])
-    assert data["multiple_comparisons"] == {"method": "Holm", "tests": 7, "alpha": 0.05}
+    # mean reward, pass@2, pass@4, pass@8 and the two domains; with 0/1 rewards the pass rate is the mean
+    # reward prompt by prompt (one test, named in both words), and pass@1 is the pass rate
+    assert data["multiple_comparisons"] == {"method": "Holm", "tests": 6, "alpha": 0.05}
 
 
 def test_every_row_has_a_p_value_and_a_holm_adjusted_one():
@@ -252,6 +254,11 @@ def test_every_row_has_a_p_value_and_a_holm_adjusted_one():
     assert rows.loc["pass@1", "p_value"] == rows.loc["pass_rate", "p_value"] and not rows.loc["pass@1", "counted"]
     counted = rows[rows["counted"]]
     np.testing.assert_allclose(counted["p_holm"], stats.holm(counted["p_value"].to_numpy()))
+    # 0/1 rewards: the pass rate is the mean reward, one test; graded rewards make them two
+    assert not rows.loc["pass_rate", "counted"] and rows.loc["pass_rate", "p_holm"] == rows.loc["mean", "p_holm"]
+    graded = compare(frame({k: [0.5 * x for x in v] for k, v in BASE.items()}),
+                     frame({k: [0.9 * x for x in v] for k, v in TUNED.items()}), pass_threshold=0.8, n_boot=100)
+    assert graded.tests.set_index("key").loc["pass_rate", "counted"]
 
 
 def test_holm_keeps_a_lone_small_p_from_being_called_significant():
@@ -259,20 +266,20 @@ def test_holm_keeps_a_lone_small_p_from_being_called_significant():
     assert stats.holm([]).size == 0
     with pytest.raises(UserError, match="p-values must lie in"):
         stats.holm([0.5, float("nan")])
-    # a modest gain: each test alone has p < 0.05, none survives the adjustment over the table's four tests
+    # a modest gain: each test alone has p < 0.05, none survives the adjustment over the table's three tests
     rng = np.random.default_rng(4)
     base = {f"p{i:02d}": list((rng.uniform(size=4) < 0.4).astype(float)) for i in range(40)}
     tuned = {pid: list((rng.uniform(size=4) < 0.55).astype(float)) for pid in base}
     c = compare(frame(base), frame(tuned), n_boot=200)
     row = c.tests.set_index("key").loc["mean"]
     assert row["p_value"] < 0.05 <= row["p_holm"] and not row["significant"] and not c.significant
-    assert "no metric changed significantly (Holm-adjusted over 4 tests)" in c.verdict
+    assert "no metric changed significantly (Holm-adjusted over 3 tests)" in c.verdict
     assert "significant improvement" not in c.verdict and "although the interval excludes 0" in c.verdict
 
 
 def test_no_significant_change_says_so_with_the_number_of_tests():
     c = compare(frame(BASE), frame(TUNED), n_boot=200)
-    assert "no metric changed significantly (Holm-adjusted over 3 tests)" in c.verdict
+    assert "no metric changed significantly (Holm-adjusted over 2 tests)" in c.verdict
 
 
 def test_other_eval_data_or_sampling_settings_are_refused_unless_allowed():

@@ -86,9 +86,10 @@ class Comparison:
 
     @property
     def changes(self) -> pd.DataFrame:
-        """The tests whose change is significant after the Holm adjustment (either direction), in table order."""
+        """The changes significant after the Holm adjustment (either direction), in table order; the pass rate
+        is named even when it repeats the mean reward's test (it says it in other words), pass@1 never."""
         t = self.tests
-        return t[t["significant"] & t["counted"]].reset_index(drop=True)
+        return t[t["significant"] & (t["counted"] | (t["key"] == "pass_rate"))].reset_index(drop=True)
 
     def summary_frame(self) -> pd.DataFrame:
         """One row per headline metric: base, tuned, difference, its interval, the test's p-value and the
@@ -449,18 +450,22 @@ def _short(text: str, n: int = 60) -> str:
 def _tests(c: Comparison) -> pd.DataFrame:
     """One row per test in the comparison: headline metrics, pass@k, and every breakdown row.
 
-    pass@1 is the pass rate itself (the mean of c/n), so it repeats the pass-rate row and is not counted
-    twice in the adjustment.
+    A test that repeats another is not counted twice in the adjustment: pass@1 is the pass rate itself (the
+    mean of c/n), and with 0/1 rewards the pass rate is the mean reward, prompt by prompt.
     """
     import pandas as pd
 
+    pp = c.per_prompt
+    same = pp["base_mean"].equals(pp["base_pass_rate"]) and pp["tuned_mean"].equals(pp["tuned_pass_rate"])
     rows = [
         _test("mean", "mean reward", "", "", 0, c.base_reward.estimate, c.tuned_reward.estimate, c.reward_diff,
               c.reward_p_value, "paired bootstrap CI; sign-flip permutation p"),
         _test("pass_rate", f"pass rate (reward >= {c.pass_threshold:g})", "", "", 1, c.base_pass_rate.estimate,
-              c.tuned_pass_rate.estimate, c.pass_rate_diff, c.pass_test["p_value"],
-              f"paired bootstrap CI; {c.pass_test['test']} p"),
+              c.tuned_pass_rate.estimate, c.pass_rate_diff, c.reward_p_value if same else c.pass_test["p_value"],
+              "the mean reward (0/1 rewards: the same values)" if same
+              else f"paired bootstrap CI; {c.pass_test['test']} p"),
     ]
+    rows[1]["counted"] = not same
     for r in c.pass_at_k.itertuples():
         k = int(r.k)
         row = _test(f"pass@{k}", f"pass@{k}", "", "", k, r.base, r.tuned, Interval(r.diff, r.lo, r.hi),
@@ -478,6 +483,8 @@ def _tests(c: Comparison) -> pd.DataFrame:
     counted = tests["counted"].to_numpy()
     tests["p_holm"] = np.nan
     tests.loc[counted, "p_holm"] = stats.holm(tests.loc[counted, "p_value"].to_numpy())
+    if not tests.loc[tests["key"] == "pass_rate", "counted"].iloc[0]:
+        tests.loc[tests["key"] == "pass_rate", "p_holm"] = tests.loc[tests["key"] == "mean", "p_holm"].iloc[0]
     tests.loc[tests["key"] == "pass@1", "p_holm"] = tests.loc[tests["key"] == "pass_rate", "p_holm"].iloc[0]
     tests["significant"] = (tests["p_holm"] < c.alpha) & (tests["diff"] != 0)
     return tests
