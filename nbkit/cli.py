@@ -13,7 +13,7 @@ from typing import Any
 
 from nbkit.errors import UserError
 
-STAGES = ("data", "rewards", "train", "monitor", "evaluate")
+STAGES = ("data", "rewards", "train", "monitor", "evaluate", "sweep")
 
 
 def number_arg(kind: type[int] | type[float], low: float | None = None, high: float | None = None,

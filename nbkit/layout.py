@@ -39,6 +39,15 @@ ANNOTATIONS, FLAGGED = "annotations.jsonl", "flagged.jsonl"  # review/
 METRICS, HEALTH = "metrics.parquet", "health.json"  # what a monitoring pass writes into monitor/ (or --write DIR)
 
 
+# What each notebook writes into the run folder besides its own <notebook>/ folder: a sweep copies these to
+# give every point the outputs of the stages they share.
+STAGE_OUTPUTS: dict[str, tuple[Stage, ...]] = {
+    "01_explore_data": ("data",), "02_prototype_reward": ("reward",), "03_evaluate_baseline": ("baseline", "model"),
+    "04_launch_training": ("training",), "05_monitor_training": ("monitor",), "06_evaluate_tuned": ("tuned",),
+    "07_review_outputs": ("review",),
+}
+
+
 class RunLayout:
     """The paths of one run folder (`run` as a notebook's `run_dir` gives it; "" = runs/interactive)."""
 
@@ -89,6 +98,10 @@ class RunLayout:
 
     def progress(self, name: str) -> Path:
         return self.notebook(name) / "progress.json"
+
+    def outputs_of(self, notebook: str) -> list[Path]:
+        """The notebook's folder and the stage folders it writes (see STAGE_OUTPUTS)."""
+        return [self.notebook(notebook)] + [self.root / stage for stage in STAGE_OUTPUTS.get(notebook, ())]
 
     # -- 01 data ---------------------------------------------------------------------------------------
 

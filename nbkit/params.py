@@ -253,6 +253,20 @@ class ReviewOutputsParams(NotebookParams):
     show_browser: bool = Field(True, description="show the interactive browser (blank in static HTML)")
 
 
+class CompareRunsParams(NotebookParams):
+    """Notebook 08: several runs side by side (a sweep's points, or any run folders), the best configuration
+    with Holm-adjusted tests."""
+
+    notebook: ClassVar[str] = "08_compare_runs"
+    entry: ClassVar[str] = "nbkit.sweep.compare:run"
+
+    seed: int = Field(0, description="bootstrap seed")
+    runs: str = Field("", description="a sweep folder or comma-separated run folders; empty means this run's sweep, "
+                      "else this run")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the intervals")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - confidence level; also the level of the Holm-adjusted tests")
+
+
 NOTEBOOKS: dict[str, type[NotebookParams]] = {
     cls.notebook: cls
     for cls in (
@@ -263,6 +277,7 @@ NOTEBOOKS: dict[str, type[NotebookParams]] = {
         MonitorTrainingParams,
         EvaluateTunedParams,
         ReviewOutputsParams,
+        CompareRunsParams,
     )
 }
 
@@ -319,6 +334,9 @@ def _cell_type(annotation: Any) -> str:
     return annotation.__name__
 
 
+SWEEP_KEY = "sweep"
+
+
 def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read a params file into one merged dict per notebook that has a section (shared keys + section).
 
@@ -336,6 +354,7 @@ def load_file(path: str | Path, overrides: list[str] | None = None) -> dict[str,
         raise UserError(f"params file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise UserError(f"params file {path} must be a mapping of names to values, got {type(raw).__name__}")
+    raw.pop(SWEEP_KEY, None)  # the grid of `nbkit sweep` (nbkit.sweep.grid reads it), not a parameter
     for item in overrides or []:
         apply_override(raw, item)
     sections = {k: v for k, v in raw.items() if str(k)[:2].isdigit()}

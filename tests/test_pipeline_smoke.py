@@ -59,7 +59,7 @@ def first_run(tmp_path_factory):
     statuses = [j.status for j in first]
     resumed = None
     if statuses != ["ok"] * len(NOTEBOOKS):
-        assert statuses == ["ok", "ok", "ok", "timeout", "pending", "pending", "pending"], statuses
+        assert statuses == ["ok"] * 3 + ["timeout"] + ["pending"] * (len(NOTEBOOKS) - 4), statuses
         job_id = job.read_job(run)["job_id"]
         resumed = runner.run_pipeline(SMOKE, run, start="04", overrides=threads(1), live=False)
         assert job.read_job(run)["job_id"] == job_id, "continuing from 04 must re-attach, not start a new job"
@@ -71,7 +71,7 @@ def test_busy_machine_stops_at_the_wait_cap_or_finishes_never_ok_then_failed(fir
     run, first, resumed = first_run
     if resumed is not None:
         assert first[3].error.startswith("WaitTimeout: local job") and "still" in first[3].error
-        assert [j.status for j in resumed] == ["ok"] * 4, {j.notebook: j.error for j in resumed}
+        assert [j.status for j in resumed] == ["ok"] * (len(NOTEBOOKS) - 3), {j.notebook: j.error for j in resumed}
     statuses = runner.read_statuses(run)
     assert [s["notebook"] for s in statuses] == NOTEBOOKS, "smoke.yaml must cover every notebook"
     assert all(s["status"] == "ok" and s["headline"] and not s["stale"] for s in statuses)

@@ -305,23 +305,24 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     return p, float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values (step-down Bonferroni), in the input order.
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control, valid under any dependence).
 
-    Why: a table of ten tests at alpha 0.05 finds a "significant" change by chance about 40% of the time;
-    Holm keeps the chance of any false finding at alpha and is uniformly more powerful than Bonferroni.
-    An adjusted p below alpha is a finding that holds for the whole table.
+    Why: picking the best of several comparisons by their raw p-values overstates the evidence; an adjusted
+    p-value below alpha keeps the chance of any false claim in the family below alpha (a table of ten tests
+    at 0.05 otherwise finds a "significant" change by chance about 40% of the time). A missing or invalid
+    p-value is an error, never a silent 1.
     """
-    p = np.asarray(p_values, dtype=float)
+    p = np.asarray(pvalues, dtype=float)
     if p.ndim != 1:
-        raise UserError(f"p_values must be one-dimensional, got shape {p.shape}")
-    if p.size == 0:
-        return p
+        raise UserError(f"p-values must be one-dimensional, got shape {p.shape}")
     if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
         raise UserError(f"p-values must lie in [0, 1], got {p.tolist()}: compute every test before adjusting")
-    order = np.argsort(p, kind="stable")
     m = p.size
-    stepped = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = stepped
-    return out
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nbkit.cli import number_arg
+
 REWARD_HELP = ("reward: file.py (uses lambda_handler), file.py:func, package.module:func, builtin:<grader> "
                "(exact, numeric, json_fields, tool_call, format, length, composite), grader.yaml, or "
                "lambda:<function> for a deployed one")
@@ -41,13 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--events", required=True, metavar="PATH",
                        help="JSONL, one sample per line: messages ending with the assistant response, plus "
                             "reference_answer at the top level or under metadata")
-    check.add_argument("--workers", type=int, default=1,
+    check.add_argument("--workers", type=number_arg(int, 0), default=1,
                        help="isolated worker processes (default 1; 0 = in this process, which a crashing "
                             "reward can take down)")
-    check.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
-    check.add_argument("--batch-size", type=int, default=8, help="samples per call (default 8)")
-    check.add_argument("--retries", type=int, default=0, help="retries of calls failing with transient errors")
-    check.add_argument("--memory-mb", type=int, default=2048, help="memory limit of each worker in MiB (default 2048)")
+    check.add_argument("--timeout", type=number_arg(float, 0, low_open=True), default=30.0, help="seconds per call (default 30)")
+    check.add_argument("--batch-size", type=number_arg(int, 1), default=8, help="samples per call (default 8)")
+    check.add_argument("--retries", type=number_arg(int, 0), default=0, help="retries of calls failing with transient errors")
+    check.add_argument("--memory-mb", type=number_arg(int, 64), default=2048, help="memory limit of each worker in MiB (default 2048)")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=run_check)
 
@@ -60,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     probe.add_argument("reward", metavar="REWARD", help=REWARD_HELP)
     probe.add_argument("--data", required=True, metavar="PATH", help="JSONL data records (Nova RFT format)")
-    probe.add_argument("--limit", type=int, default=50, help="records to probe (default 50; 0 = all)")
+    probe.add_argument("--limit", type=number_arg(int, 0), default=50, help="records to probe (default 50; 0 = all)")
     probe.add_argument("--threshold", type=float, default=0.5, help="a score >= this counts as high (default 0.5)")
     probe.add_argument("--variant", choices=("sagemaker", "bedrock"), default="sagemaker",
                        help="event shape to send (default sagemaker)")
@@ -71,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "'#### {final_answer}', 'ANSWER: {answer}' or '\\boxed{{{solution}}}': good probes are "
                             "written in it and adversarial ones use it (default: inferred from the prompts when "
                             "they state one; 'none' keeps the default formats)")
-    probe.add_argument("--workers", type=int, default=1, help="isolated worker processes (default 1)")
-    probe.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    probe.add_argument("--workers", type=number_arg(int, 0), default=1, help="isolated worker processes (default 1)")
+    probe.add_argument("--timeout", type=number_arg(float, 0, low_open=True), default=30.0, help="seconds per call (default 30)")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.set_defaults(func=run_probe)
 

@@ -249,19 +249,18 @@ def content_uri(prefix: str, name: str, sha256: str) -> str:
 
 @dataclass(frozen=True)
 class Upload:
-    """One local file (or in-memory bytes) the plan will place at a content-addressed S3 URI."""
+    """One local file the plan will place at a content-addressed S3 URI."""
 
     uri: str
     sha256: str
-    source: str = ""  # local path; "" when `body` holds the content (e.g. the resolved recipe)
-    body: bytes = b""
+    source: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "sha256": self.sha256, "source": self.source or "(generated)", "bytes": self.size}
+        return {"uri": self.uri, "sha256": self.sha256, "source": self.source, "bytes": self.size}
 
     @property
     def size(self) -> int:
-        return len(self.body) if not self.source else Path(self.source).stat().st_size
+        return Path(self.source).stat().st_size
 
 
 def plan_file_upload(path: str | os.PathLike, prefix: str) -> Upload:
@@ -273,12 +272,6 @@ def plan_file_upload(path: str | os.PathLike, prefix: str) -> Upload:
     return Upload(uri=content_uri(prefix, path.name, sha), sha256=sha, source=str(path))
 
 
-def plan_bytes_upload(body: bytes, prefix: str, name: str) -> Upload:
-    """The content-addressed destination of generated content (the resolved recipe)."""
-    sha = hashlib.sha256(body).hexdigest()
-    return Upload(uri=content_uri(prefix, name, sha), sha256=sha, body=body)
-
-
 def perform_upload(s3: Any, upload: Upload) -> str:
     """Upload unless the same content is already there; returns "uploaded" or "exists".
 
@@ -287,7 +280,7 @@ def perform_upload(s3: Any, upload: Upload) -> str:
     """
     from botocore.exceptions import ClientError
 
-    if upload.source and file_sha256(upload.source) != upload.sha256:
+    if file_sha256(upload.source) != upload.sha256:
         raise UserError(
             f"{upload.source} changed since the plan was made (its SHA-256 differs); plan again so the job "
             "trains on what you reviewed"
@@ -309,10 +302,7 @@ def perform_upload(s3: Any, upload: Upload) -> str:
             )
         return "exists"
     with aws_errors(f"uploading {upload.uri}", "s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"):
-        if upload.source:
-            s3.upload_file(upload.source, bucket, key, ExtraArgs={"Metadata": {"sha256": upload.sha256}})
-        else:
-            s3.put_object(Bucket=bucket, Key=key, Body=upload.body, Metadata={"sha256": upload.sha256})
+        s3.upload_file(upload.source, bucket, key, ExtraArgs={"Metadata": {"sha256": upload.sha256}})
     return "uploaded"
 
 
