@@ -128,21 +128,16 @@ def collect(p: Any) -> dict[str, Any]:
 
 
 def lines(prov: dict[str, Any]) -> list[str]:
-    """The provenance as short lines (plain text reports, logs)."""
-    short = lambda h: h[:12]  # noqa: E731  (12 hex digits identify a file among any run's files)
-    math = prov["math"]
-    out = [
+    """The provenance as short lines (plain text reports, logs); 12 hex digits of a hash identify a file."""
+    held = "; ".join(f"{role} {m['path']} sha256 {m['sha256'][:12]}" for role, m in prov["models"].items())
+    splits = "; ".join(f"{split} {Path(d['path']).name} sha256 {d['sha256'][:12]}" for split, d in prov["data"].items())
+    return [
         f"seed {prov['seed']}; torch threads {prov['torch_threads']}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
-        "CPU math: " + ", ".join(f"{k}={v}" for k, v in math.items()),
+        "CPU math: " + ", ".join(f"{k}={v}" for k, v in prov["math"].items()),
+        "models: " + (held or "none in the run yet"),
+        "data: " + (splits or "none in the run yet"),
     ]
-    models_ = prov["models"]
-    out.append("models: " + ("; ".join(f"{role} {m['path']} sha256 {short(m['sha256'])}" for role, m in models_.items())
-                             or "none in the run yet"))
-    data_ = prov["data"]
-    out.append("data: " + ("; ".join(f"{split} {Path(d['path']).name} sha256 {short(d['sha256'])}"
-                                     for split, d in data_.items()) or "none in the run yet"))
-    return out
 
 
 def show(p: Any) -> dict[str, Any]:
