@@ -180,3 +180,29 @@ def test_estimate_vs_actual_of_a_managed_job_once_its_outputs_are_in_the_run(run
     assert checked.basis.startswith("workbench assumption")
     assert any("training time only" in n or "without startup" in n for n in checked.notes)
     assert {r["quantity"]: r["actual / estimate"] for r in checked.rows()}["cost"] == "5.6x"
+
+
+def test_launches_with_the_same_settings_at_once_measure_once(tmp_path, monkeypatch):
+    """Sweep points start together: one times the steps, the others wait for it and read its result."""
+    import threading
+    import time
+
+    spec = _spec(tmp_path)
+    calls = []
+
+    def timed(spec, run_dir, steps, key, settings):  # stands in for the subprocess run: slow, then cached
+        calls.append(key)
+        time.sleep(0.5)
+        result = calibration.measure(ROWS, 100.0, 121.0, key, settings)
+        (tmp_path / "cache" / "calibration" / f"{key}.json").write_text(json.dumps(result.to_dict()))
+        return result
+
+    monkeypatch.setattr(calibration, "calibrate", timed)
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(calibration.for_spec(spec, tmp_path / "run", True)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(found) == 3 and all(cal.step_s == 2.5 and note == "" for cal, note in found)

@@ -220,7 +220,11 @@ def for_spec(spec: JobSpec, run_dir: str | os.PathLike | None, measure_now: bool
         return None, f"not calibrated on this machine ({why})"
     if _job_running(run_dir):
         return None, "not calibrated: the run's training job is running (timing now would slow it and mislead)"
-    return calibrate(spec, run_dir, steps, key, settings), ""
+    from nbkit import locking
+
+    # Points of a sweep launch at once with the same settings: one measures, the others wait and read it.
+    with locking.exclusive(paths.cache_dir(CACHE) / f"{key}.lock", f"the calibration {key}", wait=True):
+        return cached(key) or calibrate(spec, run_dir, steps, key, settings), ""
 
 
 def _job_running(run_dir: str | os.PathLike) -> bool:
