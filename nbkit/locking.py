@@ -25,8 +25,9 @@ class Busy(UserError):
 
 
 @contextlib.contextmanager
-def exclusive(path: str | os.PathLike, what: str, **holder: Any) -> Iterator[None]:
-    """Hold the lock at `path` for the block, or raise Busy naming the current holder.
+def exclusive(path: str | os.PathLike, what: str, wait: bool = False, **holder: Any) -> Iterator[None]:
+    """Hold the lock at `path` for the block, or raise Busy naming the current holder (`wait`: block until
+    the holder is done instead, for work a second caller would only repeat).
 
     `what` says what is locked (for the message); `holder` fields (command, job, ...) are recorded in the
     lock file so a refused caller learns who it waits for.
@@ -36,7 +37,7 @@ def exclusive(path: str | os.PathLike, what: str, **holder: Any) -> Iterator[Non
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy(f"{what} is in use by {describe_holder(path)}; wait for it to finish or use another "
                        "folder") from None

@@ -95,6 +95,9 @@ class PrototypeRewardParams(NotebookParams):
     workers: int = Field(1, ge=0, description="isolated worker processes; 0 runs in this process (no crash isolation)")
     timeout_s: float = Field(30.0, gt=0, description="seconds one handler call may take")
     threshold: float = Field(0.5, description="scores at or above this count as high (probe verdicts)")
+    good_template: str = Field(
+        "", description="answer format of the task, e.g. '#### {final_answer}'; empty means inferred from the "
+        "prompts, none means the default formats")
     package: bool = Field(True, description="write <run>/reward/lambda.zip for deployment")
 
 
@@ -234,6 +237,8 @@ class EvaluateTunedParams(NotebookParams):
     n_boot: int = Field(2000, ge=100, description="bootstrap resamples")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - confidence level (0.05 for 95% intervals)")
     allow_unmatched: bool = Field(False, description="compare common prompts if the prompt sets differ")
+    allow_mismatch: bool = Field(
+        False, description="compare even if base and tuned had other eval data or sampling settings (stated in the verdict)")
     show_regressions: int = Field(10, ge=0, description="regressions listed in the report")
     threads: int = Field(0, ge=0, description="torch CPU threads for a local model; 0 means torch's default")
 

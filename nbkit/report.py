@@ -10,6 +10,7 @@ import html as html_lib
 import json
 from typing import Any
 
+from nbkit import provenance
 from nbkit.layout import RunLayout
 from nbkit.params import NotebookParams
 
@@ -40,6 +41,7 @@ def show_params(p: NotebookParams) -> None:
         f"<b>Parameters of {p.notebook}</b><table><tr><th>parameter</th><th>value</th><th>help</th></tr>"
         f"{body}</table>"
     ))
+    provenance.show(p)  # how the figures below were produced: seed, threads, versions, math, hashes
 
 
 def headline(p: NotebookParams, text: str, html: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -182,6 +183,9 @@ def test_sample_and_score_columns_and_values():
     assert json.loads(df["reference"][2]) == {"solution": "x = 3"}
     assert json.loads(df["components"][0])["correct"] == 1.0
     assert list(df["status"]) == ["ok"] * 4
+    sampling = df.attrs["sampling"]  # kept in samples.parquet: compare refuses frames sampled otherwise
+    assert {k: sampling[k] for k in ("k", "max_new_tokens", "temperature", "seed", "reward", "variant")} == {
+        "k": 2, "max_new_tokens": 8, "temperature": 0.7, "seed": 3, "reward": "builtin:numeric", "variant": "sagemaker"}
 
 
 def test_reward_failures_are_kept_with_their_status(tmp_path):
@@ -244,6 +248,11 @@ def test_the_baseline_stage_writes_what_notebook_06_reads(runs_root, tmp_path):
     assert (settings.k, settings.max_new_tokens, settings.temperature, settings.seed, settings.reward) == (
         2, 8, 1.0, 5, "builtin:numeric")
     assert pd.read_parquet(run / "baseline" / "samples.parquet")["response"].tolist() == ["4", "x = 3"] * 2
+    assert pd.read_parquet(run / "baseline" / "samples.parquet").attrs["sampling"]["seed"] == 5
+    prov = on_disk["settings"]["provenance"]  # how the figures were produced
+    assert prov["seed"] == 5 and prov["versions"]["torch"] and prov["math"]["MKL_CBWR"]
+    eval_file = run / "data" / "eval.jsonl"
+    assert prov["data"]["eval"]["sha256"] == hashlib.sha256(eval_file.read_bytes()).hexdigest()
     assert "RFT fits: mean reward 0.500" in baseline.describe(summary)
     assert "RFT fits" in baseline.report_html(summary)
     table = baseline.summary_table(summary)
@@ -271,6 +280,9 @@ def test_the_baseline_stage_with_the_tiny_model_copies_it_into_the_run(runs_root
     samples, summary = result.samples, result.summary
     assert (run / "model" / "config.json").exists() and (run / "model" / "nbkit_build.json").exists()
     assert summary["settings"]["model_path"] == str(run / "model")
+    from nbkit.provenance import folder_sha256
+
+    assert summary["settings"]["provenance"]["models"]["base"]["sha256"] == folder_sha256(run / "model")
     assert summary["settings"]["tiny_build"]["warm_start_steps"] == 5
     assert len(samples) == 12 and set(samples["status"]) == {"ok"}
     assert summary["n_prompts"] == 6

@@ -44,9 +44,11 @@ def test_hand_computed_small_case():
     assert c.reward_diff.estimate == pytest.approx(1 / 6)
     assert c.win_tie_loss["wins"] == 2 and c.win_tie_loss["ties"] == 0 and c.win_tie_loss["losses"] == 1
     assert c.win_tie_loss["p_value"] == pytest.approx(1.0)
-    # exact sign test on pass rates: 2 improved, 1 worsened -> p = 2 * P(X <= 1 | n=3) = 1
-    assert c.pass_test["test"] == "exact sign test on per-prompt pass rates"
+    # pass rates: base .5, 1, 0; tuned 1, .5, .5 -> 2 improved, 1 worsened; a sign-flip permutation test on
+    # the three differences (+.5, -.5, +.5): |sum| >= .5 under all 8 sign patterns -> p = 1
+    assert c.pass_test["test"] == "sign-flip permutation test on per-prompt pass rates"
     assert (c.pass_test["improved"], c.pass_test["worsened"]) == (2, 1)
+    assert c.pass_test["p_value"] == 1.0
     # solved (pass rate >= 0.5): base T, T, F; tuned T, T, T
     assert (c.solved.both_pass, c.solved.base_only, c.solved.tuned_only, c.solved.both_fail) == (2, 0, 1, 0)
     # pass@1 = mean pass rate; pass@2: base 1, 1, 0 -> 2/3; tuned 1, 1, 1 -> 1
@@ -207,3 +209,108 @@ def test_cli_compare_missing_file_is_a_user_error(tmp_path):
     args = _cli(["compare", str(tmp_path), str(tmp_path)])
     with pytest.raises(UserError, match="no samples file"):
         args.func(args)
+
+
+# --- every row tested, Holm over the table, the verdict names every significant change --------------------------
+
+def sharper_but_narrower() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Base: every prompt right on 2 of 8 tries (pass@8 = 1). Tuned: 60% of prompts right every time, the rest
+    never (pass@8 = 0.6). Mean reward and pass rate rise, pass@4 and pass@8 fall: the RL narrowing."""
+    base = {f"p{i:02d}": [1.0, 1.0] + [0.0] * 6 for i in range(60)}
+    tuned = {f"p{i:02d}": [1.0] * 8 if i % 5 < 3 else [0.0] * 8 for i in range(60)}
+    domain = {pid: "algebra" if i % 2 else "arithmetic" for i, pid in enumerate(base)}
+    return frame(base, domain=domain), frame(tuned)
+
+
+def test_verdict_names_a_rising_mean_and_a_falling_pass_at_k():
+    base, tuned = sharper_but_narrower()
+    c = compare(base, tuned, n_boot=300)
+    assert c.significant and "a significant improvement" in c.verdict
+    table = c.summary_frame().set_index("metric")
+    assert table.loc["pass@8", "diff"] == pytest.approx(-0.4) and table.loc["pass@8", "significant"]
+    assert "higher mean reward (0.250 -> 0.600)" in c.verdict
+    assert "more often right on the first try (pass rate 25.0% -> 60.0%)" in c.verdict
+    assert "less often right in 8 tries (pass@8 1.000 -> 0.600)" in c.verdict
+    assert "less often right in 4 tries" in c.verdict
+    assert "less diverse" in c.verdict
+    # the per-domain rows are tests too, and named when significant
+    assert "higher mean reward on domain algebra" in c.verdict
+    data = c.to_dict()
+    assert any(s.startswith("less often right in 8 tries") for s in data["significant_changes"])
+    # mean reward, pass@2, pass@4, pass@8 and the two domains; with 0/1 rewards the pass rate is the mean
+    # reward prompt by prompt (one test, named in both words), and pass@1 is the pass rate
+    assert data["multiple_comparisons"] == {"method": "Holm", "tests": 6, "alpha": 0.05}
+
+
+def test_every_row_has_a_p_value_and_a_holm_adjusted_one():
+    base, tuned = sharper_but_narrower()
+    c = compare(base, tuned, n_boot=200)
+    summary = c.summary_frame()
+    assert summary["p_value"].notna().all() and summary["p_holm"].notna().all()
+    assert (summary["p_holm"] >= summary["p_value"]).all()
+    assert c.breakdown["domain"]["p_value"].notna().all() and c.breakdown["domain"]["p_holm"].notna().all()
+    # pass@1 is the pass rate: the same test, counted once in the adjustment
+    rows = c.tests.set_index("key")
+    assert rows.loc["pass@1", "p_value"] == rows.loc["pass_rate", "p_value"] and not rows.loc["pass@1", "counted"]
+    counted = rows[rows["counted"]]
+    np.testing.assert_allclose(counted["p_holm"], stats.holm(counted["p_value"].to_numpy()))
+    # 0/1 rewards: the pass rate is the mean reward, one test; graded rewards make them two
+    assert not rows.loc["pass_rate", "counted"] and rows.loc["pass_rate", "p_holm"] == rows.loc["mean", "p_holm"]
+    graded = compare(frame({k: [0.5 * x for x in v] for k, v in BASE.items()}),
+                     frame({k: [0.9 * x for x in v] for k, v in TUNED.items()}), pass_threshold=0.8, n_boot=100)
+    assert graded.tests.set_index("key").loc["pass_rate", "counted"]
+
+
+def test_holm_keeps_a_lone_small_p_from_being_called_significant():
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([]) == []
+    with pytest.raises(UserError, match="p-values must lie in"):
+        stats.holm([0.5, float("nan")])
+    # a modest gain: each test alone has p < 0.05, none survives the adjustment over the table's three tests
+    rng = np.random.default_rng(4)
+    base = {f"p{i:02d}": list((rng.uniform(size=4) < 0.4).astype(float)) for i in range(40)}
+    tuned = {pid: list((rng.uniform(size=4) < 0.55).astype(float)) for pid in base}
+    c = compare(frame(base), frame(tuned), n_boot=200)
+    row = c.tests.set_index("key").loc["mean"]
+    assert row["p_value"] < 0.05 <= row["p_holm"] and not row["significant"] and not c.significant
+    assert "no metric changed significantly (Holm-adjusted over 3 tests)" in c.verdict
+    assert "significant improvement" not in c.verdict and "although the interval excludes 0" in c.verdict
+
+
+def test_no_significant_change_says_so_with_the_number_of_tests():
+    c = compare(frame(BASE), frame(TUNED), n_boot=200)
+    assert "no metric changed significantly (Holm-adjusted over 2 tests)" in c.verdict
+
+
+def test_other_eval_data_or_sampling_settings_are_refused_unless_allowed():
+    base, tuned = frame(BASE), frame(TUNED)
+    base.attrs["sampling"] = {"k": 2, "max_new_tokens": 16, "temperature": 1.0, "seed": 0, "reward": "builtin:numeric"}
+    tuned.attrs["sampling"] = dict(base.attrs["sampling"], temperature=0.7)
+    changed = tuned.copy()
+    changed.loc[changed["prompt_id"] == "p2", "reference"] = json.dumps({"answer": 2})
+    with pytest.raises(UserError, match=r"temperature 1\.0 \(base\) vs 0\.7 \(tuned\).*allow_mismatch"):
+        compare(base, tuned)
+    with pytest.raises(UserError, match=r"1 prompt\(s\) have another reference.*p2.*eval data changed"):
+        compare(base, changed, allow_mismatch=False)
+    c = compare(base, changed, allow_mismatch=True, n_boot=50)
+    assert c.mismatches and "Compared although" in c.verdict and "temperature" in c.verdict
+    assert c.to_dict()["mismatches"] == c.mismatches
+    # frames that do not record their settings still show a different number of samples per prompt
+    with pytest.raises(UserError, match="2 samples per prompt \\(base\\) vs 1 \\(tuned\\)"):
+        compare(frame(BASE), frame({k: v[:1] for k, v in TUNED.items()}))
+
+
+def test_sampling_settings_travel_in_the_parquet_file(tmp_path):
+    from nbkit.evaluate.sampling import write_samples
+
+    base = frame(BASE)
+    base.attrs["sampling"] = {"k": 2, "temperature": 1.0}
+    tuned = frame(TUNED)
+    tuned.attrs["sampling"] = {"k": 2, "temperature": 0.5}
+    write_samples(base, tmp_path / "baseline")
+    write_samples(tuned, tmp_path / "tuned")
+    args = _cli(["compare", str(tmp_path / "baseline"), str(tmp_path / "tuned")])
+    with pytest.raises(UserError, match="temperature 1.0 \\(base\\) vs 0.5 \\(tuned\\)"):
+        args.func(args)
+    args = _cli(["compare", str(tmp_path / "baseline"), str(tmp_path / "tuned"), "--allow-mismatch"])
+    assert args.func(args) == 0

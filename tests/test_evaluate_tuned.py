@@ -154,6 +154,17 @@ def test_evaluate_tuned_end_to_end_with_replayed_outputs(runs_root, tmp_path):
     assert result.regressions["prompt_id"].tolist() == ["q6"]
     assert set(result.breakdown["domain"]["domain"]) == {"arithmetic", "doubling"}
 
+    # tuned samples made with other sampling settings are refused, unless allowed (and then stated)
+    other = frame_t.copy()
+    other.attrs["sampling"] = dict(frame_t.attrs["sampling"], max_new_tokens=32)
+    other.to_parquet(run / "tuned" / "samples.parquet", index=False)
+    with pytest.raises(UserError, match=r"max_new_tokens 8 \(base\) vs 32 \(tuned\)"):
+        tuned.compare_run(run, n_boot=100)
+    allowed = tuned.compare_run(run, n_boot=100, allow_mismatch=True, provenance={"seed": 0})
+    saved = json.loads((run / "tuned" / "comparison.json").read_text())
+    assert saved["mismatches"] == allowed.mismatches and saved["provenance"] == {"seed": 0}
+    assert "Compared although max_new_tokens 8 (base) vs 32 (tuned)" in saved["verdict"]
+
 
 def test_eval_records_refuse_prompts_that_left_the_split(runs_root):
     run = runs_root / "r"

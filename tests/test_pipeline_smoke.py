@@ -79,6 +79,14 @@ def test_busy_machine_stops_at_the_wait_cap_or_finishes_never_ok_then_failed(fir
     for artifact in ("data/train.jsonl", "data/eval.jsonl", "data/report.json", "training/output/output.tar.gz"):
         assert (run / artifact).exists(), artifact
     assert json.loads((run / "data" / "report.json").read_text())
+    # 04 timed the job's steps on this machine before launching; 05 sets that estimate against the run
+    derived = job.read_job(run)["derived"]
+    assert derived["basis"]["step_time_source"] == "calibration on this machine", derived["assumptions"]
+    health = json.loads((run / "monitor" / "health.json").read_text())
+    assert health["estimate_vs_actual"]["actual"]["steps"] == 10
+    assert health["estimate_vs_actual"]["estimated"]["wall_s"] > 0
+    assert "estimated" in statuses[4]["headline"] and "calibration on this machine" in statuses[4]["headline"]
+    assert "Holm-adjusted over" in statuses[5]["headline"]  # the verdict weighs every metric
     index = (run / "index.html").read_text()
     assert "stale:" not in index and index.count("><b>ok</b><") == len(NOTEBOOKS)
 
@@ -100,7 +108,9 @@ def test_the_same_params_give_the_same_numbers_with_other_thread_counts(first_ru
     run, _, _ = first_run
     monkeypatch.setenv("NBKIT_RUNS", str(tmp_path))
     monkeypatch.setenv("NBKIT_CACHE", str(tmp_path / "cache"))  # the tiny model is built again, on 2 threads
-    second = runner.run_pipeline(SMOKE, tmp_path / "run", overrides=threads(2), live=False)
+    # the first run timed its steps before launching; this one launches on the bundled figure (CI time)
+    second = runner.run_pipeline(SMOKE, tmp_path / "run", overrides=threads(2) + [
+        "04_launch_training.local.calibrate_steps=0"], live=False)
     assert [j.status for j in second] == ["ok"] * len(NOTEBOOKS), {j.notebook: j.error for j in second}
     a, b = _numbers(run), _numbers(tmp_path / "run")
     for key in a:

@@ -26,7 +26,8 @@ def test_check_reports_every_fault_of_the_faulty_reward(capsys):
                  "--workers", "2", "--timeout", "1", "--memory-mb", "256", "--batch-size", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert set(out) == {"summary", "results", "latency", "output"}
+    assert set(out) == {"verdict", "summary", "results", "latency", "output"}
+    assert out["verdict"].startswith("12 of 16 samples failed") and out["verdict"].endswith("; 8 more with other errors")
     assert out["summary"] == {"total": 16, "ok": 4, "exception": 3, "timeout": 1, "crash": 2, "invalid_format": 3,
                               "missing_result": 1, "non_finite": 2}
     assert "Fatal Python error: Segmentation fault" in out["output"]  # the crash's stack, captured
@@ -88,3 +89,38 @@ def test_probe_exit_codes_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AUC 1.00" in out and "buried_answer" in out
     assert main(["reward", "probe", "builtin:nope", "--data", str(data)]) == 2
+
+
+def gsm8k(tmp_path: Path, reference_as_string: bool = False) -> Path:
+    records = [{"id": f"g{i}", "messages": [{"role": "user", "content": f"What is {i} + 30?"}],
+                "reference_answer": str(i + 30) if reference_as_string else {"final_answer": str(i + 30)}}
+               for i in range(4)]
+    data = tmp_path / "gsm8k.jsonl"
+    write_jsonl(data, records)
+    return data
+
+
+def test_probe_with_a_good_template_credits_a_strict_hash_reward(tmp_path, capsys):
+    data = gsm8k(tmp_path)
+    strict = str(FIXTURES / "strict_hash.py")
+    assert main(["reward", "probe", strict, "--data", str(data), "--workers", "0"]) == 1
+    assert "fails to credit correct answers written as: reference" in capsys.readouterr().out
+    assert main(["reward", "probe", strict, "--data", str(data), "--workers", "0",
+                 "--good-template", "#### {final_answer}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rejects_good"] == [] and report["gameable"] == []
+    assert report["template"] == {"template": "#### {final_answer}", "origin": "given"}
+
+
+def test_check_verdict_leads_with_the_exception_and_the_mismatch(tmp_path, capsys):
+    from nbkit.data import read_jsonl
+
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, [make_sample(r, "#### 30", sample_id=f"e{i}")
+                         for i, r in enumerate(read_jsonl(gsm8k(tmp_path, reference_as_string=True)))])
+    assert main(["reward", "check", str(FIXTURES / "object_reference.py"), "--events", str(events),
+                 "--workers", "0"]) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("4 of 4 samples failed: AttributeError: 'str' object has no attribute 'get' at "
+                            "object_reference.py:")
+    assert "likely cause: the data's reference_answer is a string in 4 of 4 failing samples (e.g. '30')" in first

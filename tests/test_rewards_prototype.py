@@ -64,3 +64,16 @@ def test_a_reward_that_cannot_be_packaged_still_gets_its_report(tmp_path, record
     assert "LLM judge" in proto.package["skipped"]
     assert not (tmp_path / "lambda.zip").exists() and (tmp_path / "report.json").exists()
     assert "fails to credit" in proto.headline()
+
+
+def test_a_reward_failing_on_every_call_leads_the_headline_with_its_cause(tmp_path, records):
+    strings = [{**r, "reference_answer": r["reference_answer"]["solution"]} for r in records[:3]]
+    proto = prototype.prototype_reward(str(FIXTURES / "object_reference.py"), strings, out_dir=tmp_path, workers=0,
+                                       package=False)
+    n = len(proto.probes.cases)
+    assert proto.headline().startswith(f"object_reference: {n} of {n} probe responses failed: AttributeError")
+    assert "fails to credit" not in proto.headline() and "no bad probe" not in proto.headline()
+    assert proto.overview().loc["failures", "value"].startswith(f"{n} of {n} probe responses failed")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["probes"]["failure"]["error"] == "AttributeError: 'str' object has no attribute 'get'"
+    assert report["probes"]["verdict"].startswith(f"{n} of {n} probe responses failed")

@@ -293,9 +293,16 @@ def test_derived_local_preset_by_hand():
     d = derived.compute(spec, 800, PRICES)
     assert (d.prompts_per_step, d.steps_per_epoch, d.total_steps, d.total_rollouts) == (16, 50, 200, 25600)
     assert d.epochs_effective == 4.0
-    assert d.validation_reward_calls == (200 // 50) * 64
+    assert d.validation_reward_calls == 0  # no eval data: the worker validates nothing
     assert d.step_time_s == pytest.approx(128 * (26 + 8) / 9400)
     assert d.cost_usd is None and d.lambda_invocations is None
+    assert d.basis["step_time_source"] == "bundled figure, not measured on this machine"
+    # Finding: validations were counted as 200 // 50 = 4; the worker validates at step 0, every 50 steps and
+    # at the last step: 0, 50, 100, 150, 200 = 5 passes.
+    with_eval = derived.compute(spec.model_copy(update={"eval_data": "e"}), 800, PRICES)
+    assert with_eval.validations == 5 and with_eval.validation_reward_calls == 5 * 64
+    odd = spec.model_copy(update={"eval_data": "e", "hyper": spec.hyper.model_copy(update={"max_steps": 120})})
+    assert derived.compute(odd, 800, PRICES).validations == 4  # 0, 50, 100 and the last step, 120
 
 
 def test_derived_bedrock_uses_epochs_and_warns_on_size():

@@ -320,6 +320,7 @@ class BaselineResult:
 
 def run(P: EvaluateBaselineParams) -> BaselineResult:
     """Notebook 03 end to end: eval prompts, generator, reward -> baseline/samples.parquet + summary.json."""
+    from nbkit import provenance
     from nbkit.data import load_split
     from nbkit.evaluate.sampling import sample_and_score, write_samples
     from nbkit.policy import ModelRef, load_generator, resolve_local_model
@@ -351,6 +352,7 @@ def run(P: EvaluateBaselineParams) -> BaselineResult:
     frame = sample_and_score(generator, reward, records, k=P.k, max_new_tokens=P.max_new_tokens,
                              temperature=P.temperature, seed=P.seed, workers=P.reward_workers)
     settings["generator"] = generator.describe()
+    settings["provenance"] = provenance.collect(P)  # seed, threads, versions, math mode, model and data hashes
     summary = summarize(frame, max_new_tokens=P.max_new_tokens, pass_threshold=P.pass_threshold, high=P.high,
                         low=P.low, n_boot=P.n_boot, alpha=P.alpha, seed=P.seed, settings=settings)
     write_samples(frame, layout.stage("baseline"))

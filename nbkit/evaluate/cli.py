@@ -16,8 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="compare tuned against base samples with paired statistics",
         description="Pair two samples frames by prompt_id and report the mean reward difference with a paired "
-        "bootstrap confidence interval, the pass-rate difference with an exact paired test, win/tie/loss, "
-        "pass@k, per-domain/difficulty breakdowns and the regressions. BASE and TUNED are samples.parquet "
+        "bootstrap confidence interval, the pass-rate difference with a paired test, win/tie/loss, "
+        "pass@k, per-domain/difficulty breakdowns and the regressions; every row has a p-value, Holm-adjusted over "
+        "the table, and the verdict names every change that stays significant. Samples from other eval data or "
+        "sampled with other settings are refused unless --allow-mismatch. BASE and TUNED are samples.parquet "
         "files or stage folders holding one (runs/<name>/baseline, runs/<name>/tuned). Exit 0 on success, "
         "2 on bad input.",
     )
@@ -31,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--allow-unmatched", action="store_true",
                    help="compare the common prompts when the two sets differ (default: error)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare even when the two were sampled from other eval data or with other sampling "
+                        "settings (default: error naming the differences)")
     p.add_argument("--regressions", type=number_arg(int, 0), default=10, help="regressions to list in text output (default 10)")
     p.set_defaults(func=_compare)
 
@@ -55,6 +60,7 @@ def _compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         alpha=args.alpha,
         allow_unmatched=args.allow_unmatched,
+        allow_mismatch=args.allow_mismatch,
     )
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)

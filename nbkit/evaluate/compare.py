@@ -71,34 +71,34 @@ class Comparison:
     statuses: dict[str, dict[str, int]]
     failed_samples: dict[str, int]
     unmatched: dict[str, list[str]] = field(default_factory=dict)
+    tests: pd.DataFrame | None = None
+    mismatches: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)  # how the comparison was made (nbkit.provenance)
     verdict: str = ""
 
     @property
     def significant(self) -> bool:
-        return self.reward_diff.significant
+        """Whether the mean reward changed significantly after the Holm adjustment over the table's tests."""
+        return bool(self._row("mean")["significant"])
+
+    def _row(self, key: str) -> dict[str, Any]:
+        return self.tests.set_index("key").loc[key].to_dict()
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        """The changes significant after the Holm adjustment (either direction), in table order; the pass rate
+        is named even when it repeats the mean reward's test (it says it in other words), pass@1 never."""
+        t = self.tests
+        return t[t["significant"] & (t["counted"] | (t["key"] == "pass_rate"))].reset_index(drop=True)
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per headline metric: base, tuned, difference, its interval and the test's p-value."""
-        import pandas as pd
-
+        """One row per headline metric: base, tuned, difference, its interval, the test's p-value and the
+        Holm-adjusted one (over every test of the comparison, breakdown rows included)."""
         level = f"{1 - self.alpha:.0%}"
-        rows = [
-            ("mean reward", self.base_reward.estimate, self.tuned_reward.estimate, self.reward_diff,
-             self.reward_p_value, "paired bootstrap CI; sign-flip permutation p"),
-            (f"pass rate (reward >= {self.pass_threshold:g})", self.base_pass_rate.estimate,
-             self.tuned_pass_rate.estimate, self.pass_rate_diff, self.pass_test["p_value"],
-             f"paired bootstrap CI; {self.pass_test['test']} p"),
-        ]
-        for r in self.pass_at_k.itertuples():
-            rows.append((f"pass@{r.k}", r.base, r.tuned, Interval(r.diff, r.lo, r.hi), math.nan,
-                         "paired bootstrap CI"))
-        return pd.DataFrame(
-            [
-                {"metric": name, "base": b, "tuned": t, "diff": d.estimate, f"{level} lo": d.lo,
-                 f"{level} hi": d.hi, "significant": d.significant, "p_value": p, "method": how}
-                for name, b, t, d, p, how in rows
-            ]
-        )
+        t = self.tests[self.tests["group"] == ""]
+        return t.assign(**{f"{level} lo": t["lo"], f"{level} hi": t["hi"]})[
+            ["metric", "base", "tuned", "diff", f"{level} lo", f"{level} hi", "p_value", "p_holm", "significant",
+             "method"]].reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (NaN -> null) record of the comparison, frames as lists of rows."""
@@ -116,13 +116,15 @@ class Comparison:
                 "tuned": self.tuned_reward.to_dict(),
                 "diff": self.reward_diff.to_dict(),
                 "p_value": self.reward_p_value,
-                "significant": self.reward_diff.significant,
+                "p_holm": self._row("mean")["p_holm"],
+                "significant": self.significant,
             },
             "pass_rate": {
                 "base": self.base_pass_rate.to_dict(),
                 "tuned": self.tuned_pass_rate.to_dict(),
                 "diff": self.pass_rate_diff.to_dict(),
-                "significant": self.pass_rate_diff.significant,
+                "p_holm": self._row("pass_rate")["p_holm"],
+                "significant": bool(self._row("pass_rate")["significant"]),
                 **self.pass_test,
             },
             "solved_table": self.solved.to_dict(),
@@ -134,6 +136,12 @@ class Comparison:
             "statuses": self.statuses,
             "failed_samples": self.failed_samples,
             "unmatched": self.unmatched,
+            "multiple_comparisons": {"method": "Holm", "tests": int(self.tests["counted"].sum()),
+                                     "alpha": self.alpha},
+            "tests": _records(self.tests),
+            "significant_changes": [describe_change(r) for r in self.changes.to_dict(orient="records")],
+            "mismatches": self.mismatches,
+            "provenance": self.provenance,
         }
         return json_safe(out)
 
@@ -261,7 +269,10 @@ def _pass_at_k_table(base: pd.DataFrame, tuned: pd.DataFrame, n_boot: int, seed:
         b = np.asarray(stats.pass_at_k(base["n"].to_numpy(), base["passes"].to_numpy(), k), dtype=float)
         t = np.asarray(stats.pass_at_k(tuned["n"].to_numpy(), tuned["passes"].to_numpy(), k), dtype=float)
         diff, lo, hi = stats.paired_bootstrap_diff(b, t, n_boot=n_boot, seed=seed, alpha=alpha)
-        rows.append({"k": k, "base": float(b.mean()), "tuned": float(t.mean()), "diff": diff, "lo": lo, "hi": hi})
+        # pass@k has no exact paired test: a sign-flip permutation test on the per-prompt values
+        p = stats.sign_flip_pvalue(b, t, seed=seed)
+        rows.append({"k": k, "base": float(b.mean()), "tuned": float(t.mean()), "diff": diff, "lo": lo, "hi": hi,
+                     "p_value": p})
     return pd.DataFrame(rows)
 
 
@@ -285,7 +296,7 @@ def _breakdown(pp: pd.DataFrame, col: str, n_boot: int, seed: int, alpha: float)
                 "diff": diff,
                 "lo": lo,
                 "hi": hi,
-                "significant": bool(lo > 0 or hi < 0),
+                "p_value": stats.sign_flip_pvalue(g["base_mean"], g["tuned_mean"], seed=seed),
                 "base_pass_rate": float(g["base_pass_rate"].mean()),
                 "tuned_pass_rate": float(g["tuned_pass_rate"].mean()),
                 "wins": int((g["outcome"] == "win").sum()),
@@ -329,25 +340,42 @@ def compare(
     failed_reward: float | None = 0.0,
     allow_unmatched: bool = False,
     group_by: tuple[str, ...] = GROUP_COLUMNS,
+    allow_mismatch: bool = False,
 ) -> Comparison:
     """Compare tuned against base on the prompts both scored.
 
     Mean reward: paired bootstrap CI over prompts plus a sign-flip permutation p-value. Pass rate (share of
-    samples with reward >= `pass_threshold`, per prompt): paired bootstrap CI plus an exact sign test on
-    per-prompt pass rates, which is exactly McNemar's test when there is one sample per prompt. `solved` is
-    the 2x2 McNemar table of "solved by at least half of its samples". Win/tie/loss compares per-prompt means.
+    samples with reward >= `pass_threshold`, per prompt): paired bootstrap CI plus exact McNemar with one
+    sample per prompt, else a sign-flip permutation test on per-prompt pass rates (a sign test would ignore
+    how far each prompt moved). pass@k and the per-domain/difficulty rows: paired bootstrap CI plus a
+    sign-flip permutation p-value. Every p-value
+    is Holm-adjusted over all of them, and the verdict names every change that stays significant.
+    `solved` is the 2x2 McNemar table of "solved by at least half of its samples". Win/tie/loss compares
+    per-prompt means. Frames sampled from other eval data or with other sampling settings are refused unless
+    `allow_mismatch` (then the differences are recorded and stated in the verdict).
     """
     base_s, n_fail_b = _fill_failures(_check_frame(base_df, "base"), failed_reward, "base")
     tuned_s, n_fail_t = _fill_failures(_check_frame(tuned_df, "tuned"), failed_reward, "tuned")
     base, tuned = _per_prompt(base_s, pass_threshold), _per_prompt(tuned_s, pass_threshold)
     common, unmatched = _align(base, tuned, allow_unmatched)
+    mismatches = comparability(base_s, tuned_s, common)
+    if mismatches and not allow_mismatch:
+        raise UserError(
+            "base and tuned were not measured the same way, so a difference would not come from the weights "
+            f"alone: {'; '.join(mismatches)}. Sample both on the same eval data with the same settings (notebook "
+            "06 reuses the baseline's), or pass allow_mismatch=True (nbkit compare --allow-mismatch) to compare "
+            "anyway; the differences are then stated in the verdict"
+        )
     pp = _paired_frame(base, tuned, common, tie_tolerance)
     kw: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "alpha": alpha}
 
     reward_diff = Interval(*stats.paired_bootstrap_diff(pp["base_mean"], pp["tuned_mean"], **kw))
     pass_diff = Interval(*stats.paired_bootstrap_diff(pp["base_pass_rate"], pp["tuned_pass_rate"], **kw))
-    p_wins, p_ties, p_losses, p_pass = stats.sign_test(pp["base_pass_rate"], pp["tuned_pass_rate"])
+    p_wins, p_ties, p_losses, p_sign = stats.sign_test(pp["base_pass_rate"], pp["tuned_pass_rate"])
     one_sample = bool((pp["base_n"] == 1).all() and (pp["tuned_n"] == 1).all())
+    # One sample per prompt: the sign test is exactly McNemar's. With k samples it would ignore by how much
+    # each prompt's pass rate moved, and so disagree with the mean reward's test on the same 0/1 values.
+    p_pass = p_sign if one_sample else stats.sign_flip_pvalue(pp["base_pass_rate"], pp["tuned_pass_rate"], seed=seed)
     wins, ties, losses = (int((pp["outcome"] == o).sum()) for o in ("win", "tie", "loss"))
     groups = [c for c in group_by if c in pp.columns and pp[c].notna().any()]
 
@@ -366,7 +394,7 @@ def compare(
         tuned_pass_rate=Interval(*stats.bootstrap_ci(pp["tuned_pass_rate"], **kw)),
         pass_rate_diff=pass_diff,
         pass_test={
-            "test": "exact McNemar" if one_sample else "exact sign test on per-prompt pass rates",
+            "test": "exact McNemar" if one_sample else "sign-flip permutation test on per-prompt pass rates",
             "improved": p_wins, "unchanged": p_ties, "worsened": p_losses, "p_value": p_pass,
         },
         solved=stats.mcnemar_table(pp["base_pass_rate"] >= 0.5, pp["tuned_pass_rate"] >= 0.5),
@@ -379,9 +407,139 @@ def compare(
         statuses={"base": _statuses(base_s), "tuned": _statuses(tuned_s)},
         failed_samples={"base": n_fail_b, "tuned": n_fail_t},
         unmatched=unmatched,
+        mismatches=mismatches,
     )
+    result.tests = _tests(result)
+    _holm_back(result)
     result.verdict = verdict(result)
     return result
+
+
+# --- every row a test, Holm over the table ------------------------------------------------------------------
+
+SAMPLING_KEYS = ("k", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "reward", "variant")
+
+
+def comparability(base: pd.DataFrame, tuned: pd.DataFrame, common: list[str]) -> list[str]:
+    """What differs between how the two frames were made: the eval prompts or references behind the same
+    prompt ids, and the sampling settings both frames record (`attrs["sampling"]`, see sample_and_score)."""
+    out = []
+    for col in ("prompt", "reference"):
+        if col in base.columns and col in tuned.columns:
+            b = base.groupby("prompt_id")[col].first().reindex(common).astype(str)
+            t = tuned.groupby("prompt_id")[col].first().reindex(common).astype(str)
+            differ = [pid for pid in common if b[pid] != t[pid]]
+            if differ:
+                pid = differ[0]
+                out.append(f"{len(differ)} prompt(s) have another {col} in the tuned samples (e.g. {pid}: "
+                           f"{_short(b[pid])!r} vs {_short(t[pid])!r}): the eval data changed")
+    sb, st = base.attrs.get("sampling") or {}, tuned.attrs.get("sampling") or {}
+    for key in SAMPLING_KEYS:
+        if sb.get(key) is not None and st.get(key) is not None and sb[key] != st[key]:
+            out.append(f"{key} {sb[key]!r} (base) vs {st[key]!r} (tuned)")
+    n_b, n_t = (int(f.groupby("prompt_id").size().max()) for f in (base, tuned))
+    if n_b != n_t and not any(line.startswith("k ") for line in out):  # frames without a record show it too
+        out.append(f"{n_b} samples per prompt (base) vs {n_t} (tuned)")
+    return out
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _tests(c: Comparison) -> pd.DataFrame:
+    """One row per test in the comparison: headline metrics, pass@k, and every breakdown row.
+
+    A test that repeats another is not counted twice in the adjustment: pass@1 is the pass rate itself (the
+    mean of c/n), and with 0/1 rewards the pass rate is the mean reward, prompt by prompt.
+    """
+    import pandas as pd
+
+    pp = c.per_prompt
+    same = pp["base_mean"].equals(pp["base_pass_rate"]) and pp["tuned_mean"].equals(pp["tuned_pass_rate"])
+    rows = [
+        _test("mean", "mean reward", "", "", 0, c.base_reward.estimate, c.tuned_reward.estimate, c.reward_diff,
+              c.reward_p_value, "paired bootstrap CI; sign-flip permutation p"),
+        _test("pass_rate", f"pass rate (reward >= {c.pass_threshold:g})", "", "", 1, c.base_pass_rate.estimate,
+              c.tuned_pass_rate.estimate, c.pass_rate_diff, c.reward_p_value if same else c.pass_test["p_value"],
+              "the mean reward (0/1 rewards: the same values)" if same
+              else f"paired bootstrap CI; {c.pass_test['test']} p"),
+    ]
+    rows[1]["counted"] = not same
+    for r in c.pass_at_k.itertuples():
+        k = int(r.k)
+        row = _test(f"pass@{k}", f"pass@{k}", "", "", k, r.base, r.tuned, Interval(r.diff, r.lo, r.hi),
+                    c.pass_test["p_value"] if k == 1 else r.p_value,
+                    "the pass rate (same test)" if k == 1 else "paired bootstrap CI; sign-flip permutation p")
+        row["counted"] = k != 1
+        rows.append(row)
+    for col, frame in c.breakdown.items():
+        for r in frame.to_dict(orient="records"):
+            value = str(r[col])
+            rows.append(_test(f"{col}={value}", f"mean reward, {col} {value}", col, value, 0, r["base"], r["tuned"],
+                              Interval(r["diff"], r["lo"], r["hi"]), r["p_value"],
+                              f"paired bootstrap CI; sign-flip permutation p ({r['prompts']} prompts)"))
+    tests = pd.DataFrame(rows)
+    counted = tests["counted"].to_numpy()
+    tests["p_holm"] = np.nan
+    tests.loc[counted, "p_holm"] = stats.holm(tests.loc[counted, "p_value"].to_numpy())
+    if not tests.loc[tests["key"] == "pass_rate", "counted"].iloc[0]:
+        tests.loc[tests["key"] == "pass_rate", "p_holm"] = tests.loc[tests["key"] == "mean", "p_holm"].iloc[0]
+    tests.loc[tests["key"] == "pass@1", "p_holm"] = tests.loc[tests["key"] == "pass_rate", "p_holm"].iloc[0]
+    tests["significant"] = (tests["p_holm"] < c.alpha) & (tests["diff"] != 0)
+    return tests
+
+
+def _test(key: str, metric: str, group: str, value: str, k: int, base: float, tuned: float, d: Interval,
+          p: float, method: str) -> dict[str, Any]:
+    return {"key": key, "metric": metric, "group": group, "value": value, "k": k, "base": float(base),
+            "tuned": float(tuned), "diff": d.estimate, "lo": d.lo, "hi": d.hi, "p_value": float(p),
+            "method": method, "counted": True}
+
+
+def _holm_back(c: Comparison) -> None:
+    """Copy the adjusted p-values and the verdict's significance into the pass@k and breakdown tables."""
+    by_key = c.tests.set_index("key")
+    c.pass_at_k["p_holm"] = [by_key.loc[f"pass@{int(k)}", "p_holm"] for k in c.pass_at_k["k"]]
+    c.pass_at_k["significant"] = [bool(by_key.loc[f"pass@{int(k)}", "significant"]) for k in c.pass_at_k["k"]]
+    for col, frame in c.breakdown.items():
+        keys = [f"{col}={v}" for v in frame[col].astype(str)]
+        frame["p_holm"] = [by_key.loc[k, "p_holm"] for k in keys]
+        frame["significant"] = [bool(by_key.loc[k, "significant"]) for k in keys]
+
+
+# --- the verdict ---------------------------------------------------------------------------------------------
+
+def describe_change(row: dict[str, Any]) -> str:
+    """A significant change in plain words, with its numbers: 'less often right in 8 tries (pass@8 0.800 ->
+    0.660)'."""
+    up = row["diff"] > 0
+    k, key = int(row["k"]), row["key"]
+    numbers = f"{row['base']:.3f} -> {row['tuned']:.3f}"
+    if key == "mean":
+        return f"{'higher' if up else 'lower'} mean reward ({numbers})"
+    if key == "pass_rate":
+        return f"{'more' if up else 'less'} often right on the first try (pass rate {row['base']:.1%} -> " \
+               f"{row['tuned']:.1%})"
+    if key.startswith("pass@"):
+        return f"{'more' if up else 'less'} often right in {k} tries (pass@{k} {numbers})"
+    return f"{'higher' if up else 'lower'} mean reward on {row['group']} {row['value']} ({numbers})"
+
+
+def pattern(changes: pd.DataFrame) -> str:
+    """What the directions mean together: one try better and k tries worse is a policy that became surer of
+    fewer answers (the known narrowing of RL-tuned models), and the reverse a more varied but less reliable one."""
+    single = changes[changes["key"].isin(["mean", "pass_rate"])]
+    multi = changes[changes["key"].str.startswith("pass@") & (changes["k"] > 1)]
+    if (single["diff"] > 0).any() and (multi["diff"] < 0).any():
+        return "less diverse: right more often on one try, but in fewer prompts within several tries"
+    if (single["diff"] < 0).any() and (multi["diff"] > 0).any():
+        return "more diverse but less reliable: right less often on one try, yet in more prompts within several tries"
+    if len(changes) and (changes["diff"] > 0).all():
+        return "every significant change is an improvement"
+    if len(changes) and (changes["diff"] < 0).all():
+        return "every significant change is a loss"
+    return "mixed: some metrics improved and others got worse"
 
 
 def _count(n: int, noun: str) -> str:
@@ -389,23 +547,34 @@ def _count(n: int, noun: str) -> str:
 
 
 def verdict(c: Comparison) -> str:
-    """One sentence: the difference, its interval, whether it is significant, and the pass-rate test."""
+    """The mean-reward difference with its interval, then every change that is significant after the Holm
+    adjustment over the table's tests, in either direction and in plain words, then the pass-rate test."""
     d = c.reward_diff
     level = f"{1 - c.alpha:.0%}"
-    if d.lo > 0:
-        call = "a significant improvement"
-    elif d.hi < 0:
-        call = "a significant regression"
+    mean = c._row("mean")
+    if mean["significant"]:
+        call = "a significant improvement" if d.estimate > 0 else "a significant regression"
+    elif d.significant:
+        call = (f"not significant after the Holm adjustment (adjusted p = {mean['p_holm']:.3g}), although the "
+                "interval excludes 0")
     else:
         call = "not a significant difference (the interval includes 0)"
+    m = int(c.tests["counted"].sum())
+    changes = c.changes
+    if len(changes):
+        named = ", ".join(describe_change(r) for r in changes.to_dict(orient="records"))
+        weighed = f"significant changes (Holm-adjusted over {m} tests): {named}; {pattern(changes)}"
+    else:
+        weighed = f"no metric changed significantly (Holm-adjusted over {m} tests)"
     wtl = c.win_tie_loss
+    caution = f" Compared although {'; '.join(c.mismatches)}." if c.mismatches else ""
     return (
         f"On {_count(c.n_prompts, 'eval prompt')} the tuned model's mean reward is {c.tuned_reward.estimate:.3f} vs "
         f"{c.base_reward.estimate:.3f} for the base model, a difference of {d.estimate:+.3f} "
-        f"({level} CI {d.lo:+.3f} to {d.hi:+.3f}, paired bootstrap over prompts): {call}; "
+        f"({level} CI {d.lo:+.3f} to {d.hi:+.3f}, paired bootstrap over prompts): {call}; {weighed}; "
         f"pass rate (reward >= {c.pass_threshold:g}) {c.tuned_pass_rate.estimate:.1%} vs "
         f"{c.base_pass_rate.estimate:.1%} ({c.pass_test['test']} p = {c.pass_test['p_value']:.3g}); "
-        f"{_count(wtl['wins'], 'prompt')} better, {wtl['ties']} tied, {wtl['losses']} worse."
+        f"{_count(wtl['wins'], 'prompt')} better, {wtl['ties']} tied, {wtl['losses']} worse.{caution}"
     )
 
 

@@ -74,7 +74,18 @@ def sample_and_score(
     frame["sample"] = frame["sample"].astype("int64")
     frame["num_tokens"] = frame["num_tokens"].astype("int64")
     frame["reward"] = frame["reward"].astype("float64")
+    frame.attrs["sampling"] = sampling_record(generator, reward_obj, k, max_new_tokens, temperature, seed, variant)
     return frame
+
+
+def sampling_record(generator: Any, reward: Any, k: int, max_new_tokens: int, temperature: float, seed: int,
+                    variant: str) -> dict[str, Any]:
+    """How a samples frame was made, kept in its parquet file (`frame.attrs`): `compare` refuses to pair
+    frames sampled or scored differently, because the difference would not come from the weights."""
+    described = generator.describe() if hasattr(generator, "describe") else {}
+    return {"k": int(k), "max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
+            "top_k": described.get("top_k"), "top_p": described.get("top_p"), "variant": variant,
+            "reward": getattr(reward, "spec", "") or getattr(reward, "name", ""), "generator": described}
 
 
 def prompt_ids(records: Sequence[Mapping[str, Any]]) -> list[str]:

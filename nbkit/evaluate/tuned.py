@@ -185,8 +185,10 @@ def evaluate_tuned(run_dir: str | Path, model: str, reward: str = "", threads: i
 
 
 def compare_run(run_dir: str | Path, pass_threshold: float | None = None, n_boot: int = 2000, alpha: float = 0.05,
-                seed: int = 0, allow_unmatched: bool = False):
-    """Compare <run>/tuned against <run>/baseline and write <run>/tuned/comparison.json."""
+                seed: int = 0, allow_unmatched: bool = False, allow_mismatch: bool = False,
+                provenance: dict[str, Any] | None = None):
+    """Compare <run>/tuned against <run>/baseline and write <run>/tuned/comparison.json; refuses samples made
+    from other eval data or with other sampling settings unless `allow_mismatch` (see compare)."""
     from nbkit.evaluate.compare import compare, read_samples
 
     layout = RunLayout(run_dir)
@@ -194,7 +196,8 @@ def compare_run(run_dir: str | Path, pass_threshold: float | None = None, n_boot
     threshold = pass_threshold or settings.pass_threshold or 0.8  # 0/None: the baseline's, else the high bucket
     result = compare(baseline_samples(run_dir), read_samples(layout.tuned_samples), pass_threshold=threshold,
                      n_boot=n_boot, seed=seed, alpha=alpha, allow_unmatched=allow_unmatched,
-                     failed_reward=settings.failed_reward)
+                     failed_reward=settings.failed_reward, allow_mismatch=allow_mismatch)
+    result.provenance = provenance or {}
     result.save(layout.comparison)
     return result
 
@@ -219,9 +222,12 @@ class TunedResult:
 def run(P: EvaluateTunedParams) -> TunedResult:
     """Notebook 06 end to end: the tuned model on the baseline's prompts with the baseline's settings, then the
     paired comparison (tuned/samples.parquet, tuned/comparison.json)."""
+    from nbkit.provenance import collect
+
     settings = baseline_settings(P.run_dir)
     model, origin = resolve_tuned_model(P.run_dir, P.tuned_model)
     samples = evaluate_tuned(P.run_dir, model, reward=P.reward, threads=P.threads)
     comparison = compare_run(P.run_dir, pass_threshold=P.pass_threshold, n_boot=P.n_boot, alpha=P.alpha,
-                             seed=P.seed, allow_unmatched=P.allow_unmatched)
+                             seed=P.seed, allow_unmatched=P.allow_unmatched, allow_mismatch=P.allow_mismatch,
+                             provenance=collect(P))
     return TunedResult(model, origin, settings, samples, comparison)

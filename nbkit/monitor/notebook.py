@@ -140,4 +140,5 @@ def headline(result: MonitorResult) -> str:
     findings = result.health.findings
     found = ", ".join(f"{f.name} ({f.severity})" for f in findings) if findings else "no health findings"
     steps = f"{len(result.frame)} steps" if len(result.frame) else "no steps logged yet"
-    return f"{result.recommendation.headline()} {steps}; {found}."
+    estimate = f" {result.estimate.headline()}" if result.estimate is not None else ""
+    return f"{result.recommendation.headline()} {steps}; {found}.{estimate}"

@@ -22,6 +22,8 @@ from nbkit.monitor.frame import summary
 from nbkit.monitor.rules import Health, check, findings_table
 from nbkit.monitor.sources import JobContext, read, resolve
 from nbkit.monitor.stop import Recommendation, recommend_stop
+from nbkit.train.actual import EstimateCheck
+from nbkit.train.actual import check as check_estimate
 
 
 @dataclass
@@ -33,6 +35,7 @@ class MonitorResult:
     recommendation: Recommendation
     context: JobContext
     source: str
+    estimate: EstimateCheck | None = None  # what 04 estimated against what the ended job took
 
     def to_dict(self) -> dict[str, Any]:
         """The content of health.json (plain JSON types)."""
@@ -43,8 +46,16 @@ class MonitorResult:
             "job": self.context.to_dict(),
             "metrics": summary(self.frame),
             "recommendation": self.recommendation.to_dict(),
+            "estimate_vs_actual": self.estimate.to_dict() if self.estimate else None,
             **self.health.to_dict(),
         }
+
+    def estimate_text(self) -> str:
+        """Estimate vs actual as plain text, or why there is nothing to check yet."""
+        if self.estimate is not None:
+            return self.estimate.table()
+        return ("no estimate to check: the job has not ended, was a dry run, or this source has no training/job.json "
+                "(notebook 04 records the estimate there)")
 
     def findings_table(self) -> pd.DataFrame:
         return findings_table(self.health.findings)
@@ -73,6 +84,8 @@ class MonitorResult:
             lines.append(f"      remedy: {f.remedy}")
         lines += ["", "checks:"]
         lines += [f"  {c.name:<17} {c.status:<8} {c.detail}" for c in self.health.checks]
+        if self.estimate is not None:
+            lines += ["", "estimate vs actual:"] + [f"  {line}" for line in self.estimate.table().splitlines()]
         notes = info["notes"]
         if notes:
             lines += ["", "notes on the source:"] + [f"  {n}" for n in notes]
@@ -107,7 +120,8 @@ def monitor(
         cost_per_hour=cost_per_hour or context.cost_per_hour, checkpoints=checkpoints or None,
         confidence=th.confidence,
     )
-    return MonitorResult(frame, health, rec, context, concrete.describe())
+    estimate = check_estimate(context.run_dir, frame) if context.run_dir is not None else None
+    return MonitorResult(frame, health, rec, context, concrete.describe(), estimate)
 
 
 def write(result: MonitorResult, out_dir: str | os.PathLike) -> tuple[Path, Path]:

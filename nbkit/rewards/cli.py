@@ -68,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="event shape to send (default sagemaker)")
     probe.add_argument("--kind", choices=("numeric", "text", "json", "tool"), default=None,
                        help="force the answer shape instead of guessing it from each reference")
+    probe.add_argument("--good-template", default="", metavar="TEMPLATE",
+                       help="the task's answer format, placeholders naming keys of the reference answer, e.g. "
+                            "'#### {final_answer}', 'ANSWER: {answer}' or '\\boxed{{{solution}}}': good probes are "
+                            "written in it and adversarial ones use it (default: inferred from the prompts when "
+                            "they state one; 'none' keeps the default formats)")
     probe.add_argument("--workers", type=number_arg(int, 0), default=1, help="isolated worker processes (default 1)")
     probe.add_argument("--timeout", type=number_arg(float, 0, low_open=True), default=30.0, help="seconds per call (default 30)")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -167,6 +172,7 @@ def run_check(args: argparse.Namespace) -> int:
         report = run_harness(reward, samples, batch_size=args.batch_size, workers=args.workers,
                              timeout=args.timeout, retries=args.retries, memory_mb=args.memory_mb,
                              check_determinism=True, progress=not args.json and sys.stderr.isatty())
+    verdict = check_verdict(report, samples, reward)
     output = report.output
     if stray.total:
         warnings.append(f"{stray.total:,} bytes were written to stdout outside the harness (when the reward was "
@@ -175,15 +181,25 @@ def run_check(args: argparse.Namespace) -> int:
     for line in warnings + report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     if args.json:
-        body = {"summary": report.summary,
+        body = {"verdict": verdict, "summary": report.summary,
                 "results": [{"id": r.id, "status": r.status, "score": r.score, "error": r.error}
                             for r in report.results],
                 "latency": report.to_dict(results=False)["latency"], "output": output}
         print(json.dumps(body, indent=2))
     else:
+        print(verdict)
         print(_check_table(report))
         print(report.describe().splitlines()[0] + "; " + report.describe().splitlines()[1])
     return 0 if report.ok else 1
+
+
+def check_verdict(report: Any, samples: list[dict], reward: Any) -> str:
+    """One line that leads with the failure (count, exception, file:line, likely cause) when there is one."""
+    from nbkit.rewards.diagnose import diagnose
+
+    if report.ok:
+        return f"all {len(report)} samples ok"
+    return diagnose(report.statuses, report.errors, samples, reward.source).sentence("samples")
 
 
 def _check_table(report: Any) -> str:
@@ -207,7 +223,8 @@ def run_probe(args: argparse.Namespace) -> int:
         if args.limit:
             records = records[: args.limit]
         report = run_probes(reward, records, threshold=args.threshold, variant=args.variant,
-                            workers=args.workers, timeout=args.timeout, kind=args.kind)
+                            workers=args.workers, timeout=args.timeout, kind=args.kind,
+                            good_template=args.good_template)
     if stray.total:
         print(f"warning: the reward wrote {stray.total:,} bytes to stdout; they were kept out of the report",
               file=sys.stderr)

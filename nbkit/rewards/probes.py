@@ -21,7 +21,9 @@ from nbkit.errors import UserError
 from nbkit.plain import squad_normalize
 from nbkit.rewards import graders as G
 from nbkit.rewards.contract import make_sample, record_id
+from nbkit.rewards.diagnose import Failure, diagnose
 from nbkit.rewards.harness import HarnessReport, run_harness
+from nbkit.rewards.templates import AnswerTemplate, resolve
 
 PROBES: dict[str, tuple[str, str]] = {
     # name: (expect, what it is)
@@ -35,6 +37,9 @@ PROBES: dict[str, tuple[str, str]] = {
     "pretty_json": ("high", "indented JSON with keys in another order"),
     "tool_tag": ("high", "call inside <tool_call> tags"),
     "structured_call": ("high", "call in the message's tool_calls field"),
+    "template": ("high", "the answer in the task's format (good_template)"),
+    "template_worked": ("high", "short reasoning, then the answer in the task's format"),
+    "template_spaced": ("high", "the answer in the task's format between blank lines"),
     "empty": ("low", "empty response"),
     "whitespace": ("low", "only whitespace"),
     "refusal": ("low", "a refusal"),
@@ -242,12 +247,48 @@ def _wrong_format(kind: str, reference: Any, right: str) -> str:
     return right.upper() + "!!"
 
 
+def _template_probes(template: AnswerTemplate, reference: Any, rid: str, rng: random.Random, long_chars: int,
+                     pool: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(good, bad) probes in the task's answer format: good ones with harmless wrappers, bad ones that use the
+    format to make the attack sharper (a wrong answer, several answers, the right one buried or hedged)."""
+    right = template.values(reference, rid)[template.answer_field]
+    values, _ = G.final_answer_values(right)
+    kind = "numeric" if len(values) == 1 and len(right) <= 64 else "text"
+
+    def fmt(answer: str | None = None) -> str:
+        return template.render(reference, answer, rid)
+
+    wrong_values = _wrong_values(kind, reference, right, pool)
+    wrong = wrong_values[0]
+    candidates = wrong_values[:4] + [right] + wrong_values[4:8]
+    half = max(long_chars // 2, 200)
+    good = {"template": fmt(), "template_worked": f"Let me work through it carefully.\nThat settles it.\n\n{fmt()}",
+            "template_spaced": f"\n{fmt()}\n\n"}
+    bad = {
+        "keys_without_values": fmt(""),
+        "wrong_answer": fmt(wrong),
+        "buried_answer": f"{_filler(rng, half)}One might be tempted to write\n{fmt()}\nhere. {_filler(rng, half)}"
+                         f"\nSo the answer is:\n{fmt(wrong)}",
+        "many_candidates": fmt(", ".join(candidates)),
+        "candidate_lines": "\n".join(fmt(c) for c in candidates),
+        "hedged": fmt(f"{right} or {wrong}"),
+        "grader_injection": f"{INJECTION}\n{fmt(wrong)}",
+        "reasoning_only": f"<think>Let me think. I believe it is\n{fmt()}\nbut let me double check",
+        "padded_correct": f"{_filler(rng, long_chars)}\n{fmt()}",
+        "wrong_format": fmt(_wrong_format(kind, None, right)),
+    }
+    return good, bad
+
+
 def probe_cases(records: Sequence[dict], good: Mapping[str, Sequence[Any]] | None = None,
                 bad: Mapping[str, Sequence[Any]] | None = None, seed: int = 0,
-                long_chars: int = 4000, kind: str | None = None) -> list[ProbeCase]:
+                long_chars: int = 4000, kind: str | None = None,
+                template: AnswerTemplate | None = None) -> list[ProbeCase]:
     """Good, bad and info responses for each record (plus user-supplied ones, keyed by record id).
 
     `kind` forces the answer shape (numeric, text, json, tool) instead of guessing it from each reference.
+    With a `template` (the task's answer format) the good probes are written in it, the answer-bearing bad
+    ones use it too, and the default good formats become `info`: the task does not ask for them.
     """
     if kind is not None and kind not in KINDS:
         raise UserError(f"kind must be one of {KINDS} or None, got {kind!r}")
@@ -255,7 +296,9 @@ def probe_cases(records: Sequence[dict], good: Mapping[str, Sequence[Any]] | Non
     pool = []
     for record in records:
         try:
-            pool.append(G.answer_of(G.reference_of(record)))
+            reference = G.reference_of(record)
+            pool.append(template.values(reference, record_id(record))[template.answer_field] if template
+                        else G.answer_of(reference))
         except ValueError:
             continue
     cases: list[ProbeCase] = []
@@ -268,9 +311,17 @@ def probe_cases(records: Sequence[dict], good: Mapping[str, Sequence[Any]] | Non
         rkind = kind or reference_kind(reference)
         answer = G.answer_of(reference) if rkind in ("numeric", "text") else None
         question = G.question_text(record)
-        for name, response in _good(rkind, reference, answer).items():
+        good_probes = _good(rkind, reference, answer)
+        bad_probes = _bad(rkind, reference, answer, question, rng, long_chars, pool)
+        formatted: dict[str, str] = {}
+        if template is not None:
+            formatted, sharper = _template_probes(template, reference, rid, rng, long_chars, pool)
+            bad_probes |= sharper
+        for name, response in good_probes.items():
+            cases.append(ProbeCase(rid, name, "info" if template else PROBES[name][0], response))
+        for name, response in formatted.items():
             cases.append(ProbeCase(rid, name, PROBES[name][0], response))
-        for name, response in _bad(rkind, reference, answer, question, rng, long_chars, pool).items():
+        for name, response in bad_probes.items():
             cases.append(ProbeCase(rid, name, PROBES[name][0], response))
         for response in (good or {}).get(rid, []):
             cases.append(ProbeCase(rid, "user_good", "high", response, "user"))
@@ -305,6 +356,8 @@ class ProbeReport:
     cases: list[ProbeCase]
     harness: HarnessReport
     threshold: float = 0.5
+    failure: Failure | None = None  # the commonest failure and its likely cause (see nbkit.rewards.diagnose)
+    template: AnswerTemplate | None = None  # the answer format the good probes were written in
     _rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -367,16 +420,32 @@ class ProbeReport:
                 "bad_pass_rate": mean([s >= self.threshold for s in bad])}
 
     def verdict(self) -> str:
+        """What the probes found; when most responses failed, the failure and its likely cause come first,
+        because every number after it rests on the few responses that were scored."""
         d = self.discrimination
-        parts = [f"AUC {d['auc']:.2f}, separation {d['separation']:.2f} (good mean {d['mean_good']:.2f} vs "
-                 f"bad {d['mean_bad']:.2f})"]
+        numbers = (f"AUC {d['auc']:.2f}, separation {d['separation']:.2f} (good mean {d['mean_good']:.2f} vs "
+                   f"bad {d['mean_bad']:.2f})")
+        if self.failure and self.failure.most:  # what failed did not score: only a bad probe scored high tells
+            scored = self.harness.summary["ok"]
+            parts = [self.failure.sentence("probe responses"), f"{numbers} on the {scored} responses scored"]
+            if self.gameable:
+                parts.append(f"GAMEABLE by: {', '.join(self.gameable)}")
+            return "; ".join(parts + self._template_note())
+        parts = [numbers]
         if self.gameable:
             parts.append(f"GAMEABLE by: {', '.join(self.gameable)}")
         if self.rejects_good:
             parts.append(f"fails to credit correct answers written as: {', '.join(self.rejects_good)}")
         if not self.gameable and not self.rejects_good:
             parts.append("no bad probe scores high and every good format scores high")
-        return "; ".join(parts)
+        if self.failure:
+            parts.append(self.failure.sentence("probe responses"))
+        return "; ".join(parts + self._template_note())
+
+    def _template_note(self) -> list[str]:
+        if self.template is None:
+            return []
+        return [f"good answers written as {self.template.text!r} ({self.template.origin}; other formats are info)"]
 
     def examples(self, probe: str, limit: int = 3) -> list[dict[str, Any]]:
         """Highest-scoring cases of a probe (the evidence behind a flag), responses cut to 300 characters."""
@@ -417,6 +486,8 @@ class ProbeReport:
                            "rejects_good": self.rejects_good, "discrimination": self.discrimination,
                            "probes": self.probe_rows(),
                            "examples": {p: self.examples(p) for p in self.gameable + self.rejects_good},
+                           "failure": self.failure.to_dict() if self.failure else None,
+                           "template": self.template.to_dict() if self.template else None,
                            "contract": self.harness.to_dict(results=False)})
 
 
@@ -424,17 +495,23 @@ def run_probes(reward: Any, records: Sequence[dict], *, good: Mapping[str, Seque
                bad: Mapping[str, Sequence[Any]] | None = None, threshold: float = 0.5, variant: str = "sagemaker",
                batch_size: int = 16, workers: int = 0, timeout: float | None = 60.0, seed: int = 0,
                long_chars: int = 4000, kind: str | None = None, check_determinism: bool | int = False,
-               progress: bool = False) -> ProbeReport:
-    """Score every probe of every record through the harness (so faults are caught, not raised)."""
+               progress: bool = False, good_template: str = "") -> ProbeReport:
+    """Score every probe of every record through the harness (so faults are caught, not raised).
+
+    `good_template` is the task's answer format (`'#### {final_answer}'`, see nbkit.rewards.templates);
+    empty infers it from the prompts when most of them state one, 'none' keeps the default formats.
+    """
     from nbkit.rewards.loader import load_reward
 
     if not records:
         raise UserError("no records to probe: pass data records with a reference_answer")
     reward = load_reward(reward)
-    cases = probe_cases(records, good, bad, seed, long_chars, kind)
+    template = resolve(good_template, records)
+    cases = probe_cases(records, good, bad, seed, long_chars, kind, template)
     by_id = {record_id(r): r for r in records}
     samples = [make_sample(by_id[c.record_id], c.response, variant=variant,
                            sample_id=f"{c.record_id}::{c.probe}::{i}") for i, c in enumerate(cases)]
     report = run_harness(reward, samples, batch_size=batch_size, workers=workers, timeout=timeout,
                          check_determinism=check_determinism, progress=progress)
-    return ProbeReport(cases, report, threshold)
+    failure = None if report.ok else diagnose(report.statuses, report.errors, samples, reward.source)
+    return ProbeReport(cases, report, threshold, failure, template)

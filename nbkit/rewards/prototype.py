@@ -44,9 +44,12 @@ class Prototype:
             ("reward", self.reward.name), ("source", self._source_text()),
             ("records probed", len(self.records)), ("responses scored", len(self.probes.cases)),
             ("ok", f"{self.contract.summary['ok']}/{self.contract.summary['total']}"),
+            ("failures", self.probes.failure.sentence("probe responses") if self.probes.failure else "none"),
             ("AUC good vs bad", f"{d['auc']:.3f}"), ("separation", f"{d['separation']:.3f}"),
             ("gameable by", ", ".join(self.probes.gameable) or "nothing"),
             ("fails to credit", ", ".join(self.probes.rejects_good) or "nothing"),
+            ("good answers written as", f"{self.probes.template.text} ({self.probes.template.origin})"
+             if self.probes.template else "the default formats (no template given or stated in the prompts)"),
             ("deterministic", (self.contract.determinism or {}).get("deterministic")),
             ("lambda package", self.package.get("path") or self.package.get("skipped", "")),
         ]
@@ -94,6 +97,13 @@ class Prototype:
 
     def headline(self) -> str:
         s, d, lat = self.contract.summary, self.probes.discrimination, self.contract.latency
+        failure = self.probes.failure
+        if failure is not None and failure.most:  # the cause first: every number after it rests on the rest
+            parts = [f"{self.reward.name}: {failure.sentence('probe responses')}",
+                     f"AUC {d['auc']:.2f} good vs bad on the {s['ok']} scored"]
+            if self.probes.gameable:
+                parts.append(f"GAMEABLE by {', '.join(self.probes.gameable)}")
+            return "; ".join(parts) + "."
         parts = [f"{self.reward.name}: {s['ok']}/{s['total']} probe responses scored ok",
                  f"AUC {d['auc']:.2f} good vs bad"]
         parts.append(f"GAMEABLE by {', '.join(self.probes.gameable)}" if self.probes.gameable
@@ -141,14 +151,14 @@ def package_info(reward: Reward, folder: Path) -> dict[str, Any]:
 def prototype_reward(reward: Any, records: list[dict], *, out_dir: Path | None = None, variant: str = "sagemaker",
                      batch_size: int = 16, workers: int = 1, timeout_s: float = 30.0, threshold: float = 0.5,
                      seed: int = 0, package: bool = True, good: dict | None = None, bad: dict | None = None,
-                     progress: bool = False) -> Prototype:
+                     progress: bool = False, good_template: str = "") -> Prototype:
     """Probe, check and (optionally) package one reward; with `out_dir`, write report.json and lambda.zip."""
     reward = load_reward(reward)
     probes = run_probes(reward, records, good=good, bad=bad, threshold=threshold, variant=variant,
                         batch_size=batch_size, workers=workers, timeout=timeout_s, seed=seed, progress=progress,
-                        check_determinism=True)
+                        check_determinism=True, good_template=good_template)
     settings = {"variant": variant, "batch_size": batch_size, "workers": workers, "timeout_s": timeout_s,
-                "threshold": threshold, "seed": seed}
+                "threshold": threshold, "seed": seed, "good_template": good_template}
     proto = Prototype(reward, records, probes, settings)
     if out_dir is not None:
         if package:
@@ -164,4 +174,5 @@ def run(p: PrototypeRewardParams, progress: bool = True) -> Prototype:
     records = load_split(p.run_dir, p.split)[: p.num_samples]
     return prototype_reward(p.reward, records, out_dir=RunLayout(p.run_dir).stage("reward"), variant=p.variant,
                             batch_size=p.batch_size, workers=p.workers, timeout_s=p.timeout_s,
-                            threshold=p.threshold, seed=p.seed, package=p.package, progress=progress)
+                            threshold=p.threshold, seed=p.seed, package=p.package, progress=progress,
+                            good_template=p.good_template)

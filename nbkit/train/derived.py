@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.train.calibration import Calibration
 from nbkit.train.spec import (
     SURFACE_TITLES,
     JobSpec,
@@ -65,6 +66,10 @@ class Derived:
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     lambda_samples_per_call: int | None = None
+    validations: int = 0  # validation passes of a local job (step 0, every eval_every steps, the last step)
+    # What the time and cost estimates rest on (step_time_source, lambda_batch_size, prices_as_of, ...): what
+    # notebook 05 quotes when it sets the estimate against the actual run.
+    basis: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +92,7 @@ class Derived:
         ]
         if self.validation_reward_calls:
             rows.append(("validation reward calls", f"{self.validation_reward_calls:,}",
-                         "eval_prompts x evaluations (local backend)"))
+                         "eval_prompts x validations (step 0, every eval_every steps, the last step)"))
         if self.lambda_invocations is not None:
             rows += [
                 ("Lambda concurrency limit", _count(self.lambda_concurrency), "aws setting or surface default"),
@@ -96,8 +101,9 @@ class Derived:
             ]
         if self.instance_count is not None and self.instance_type is not None:
             rows.append(("instances", f"{self.instance_count} x {self.instance_type}", ""))
+        source = self.basis.get("step_time_source", "see assumptions")
         rows += [
-            ("time per step", _duration(self.step_time_s), "estimate, see assumptions"),
+            ("time per step", _duration(self.step_time_s), f"estimate: {source}"),
             ("wall time", _duration(self.wall_time_s), "estimate, see assumptions"),
         ]
         if self.surface != "local":
@@ -192,11 +198,14 @@ def count_records(path: str | os.PathLike) -> int | None:
 
 
 def compute(spec: JobSpec, n_train: int, prices: str | os.PathLike | dict | None = None,
-            reward_latency_s: float | None = None, prompt_tokens_mean: float | None = None) -> Derived:
+            reward_latency_s: float | None = None, prompt_tokens_mean: float | None = None,
+            calibration: Calibration | None = None, calibration_note: str = "") -> Derived:
     """Every derived quantity of `spec` on its surface for a training set of `n_train` prompts.
 
     `reward_latency_s` (seconds per Lambda call, e.g. the p50 of 02's reward report) and
-    `prompt_tokens_mean` sharpen the estimates; without them the prices file's assumptions are used.
+    `prompt_tokens_mean` sharpen the estimates; without them the prices file's assumptions are used. A local
+    job's time comes from `calibration` (its own steps timed on this machine, see nbkit.train.calibration);
+    without one, from the bundled figure, and `calibration_note` says why there is none.
     """
     if n_train < 0:
         raise UserError(f"n_train = {n_train}: the number of training prompts cannot be negative")
@@ -239,11 +248,17 @@ def compute(spec: JobSpec, n_train: int, prices: str | os.PathLike | dict | None
         d.warnings.append(f"{steps} steps derived from epochs is outside {SURFACE_TITLES[surface]}'s max_steps "
                           f"range {rng.describe()}: set max_steps or epochs")
     if surface == "local":
-        _local_estimates(d, spec, assume, prompt_tokens_mean)
+        _local_estimates(d, spec, assume, prompt_tokens_mean, calibration, calibration_note)
     else:
         latency = reward_latency_s if reward_latency_s is not None else float(assume.get("reward_latency_s", 0.5))
         if reward_latency_s is None:
             notes.append(f"reward Lambda takes {latency:g} s per call (no measured latency given)")
+        d.basis = {"reward_latency_s": latency,
+                   "reward_latency_source": "the reward report's median (02)" if reward_latency_s is not None
+                   else "assumed (prices.json reward_latency_s)",
+                   "prices_as_of": d.prices_as_of, "prices_reviewed": str(table.get("reviewed", "unknown"))}
+        notes.append(f"prices as of {d.prices_as_of} ({PRICES_FILE.name}, last reviewed "
+                     f"{d.basis['prices_reviewed']}; they may be stale): pass your own prices file to update them")
         _lambda_estimates(d, spec, assume, table.get("lambda", {}), latency)
         _managed_estimates(d, spec, assume, table, latency)
     return d
@@ -263,23 +278,46 @@ def _data_warnings(spec: JobSpec, n_train: int, ppstep: int) -> list[str]:
     return out
 
 
-def _local_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], prompt_tokens: float | None) -> None:
-    """Local runs: validation calls, and a time estimate only for the measured default tiny model."""
+def local_validations(spec: JobSpec, total_steps: int) -> int:
+    """Validation passes of a local job: at step 0, every eval_every steps and at the last step (the worker's
+    schedule); none without eval data."""
+    every, prompts = spec.local.eval_every, spec.local.eval_prompts
+    if not (spec.eval_data and every and prompts):
+        return 0
+    return 1 + total_steps // every + (1 if total_steps % every else 0)
+
+
+def _local_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], prompt_tokens: float | None,
+                     calibration: Calibration | None, note: str) -> None:
+    """Local runs: validation calls, and the time from this machine's calibration, else the bundled figure of
+    the default tiny model (stated as such)."""
     loc = spec.local
-    if loc.eval_every and loc.eval_prompts:
-        d.validation_reward_calls = (d.total_steps // loc.eval_every) * loc.eval_prompts
+    d.validations = local_validations(spec, d.total_steps)
+    d.validation_reward_calls = d.validations * loc.eval_prompts
+    d.instance_count = 1
+    if calibration is not None:
+        d.step_time_s = calibration.step_s
+        d.wall_time_s = calibration.wall_s(d.total_steps, d.validations)
+        d.basis = {"step_time_source": "calibration on this machine", "calibration": calibration.to_dict()}
+        val = f" + {d.validations} validations x {calibration.validation_s:.1f} s" if calibration.validation_s else ""
+        d.assumptions.append(
+            f"local time {calibration.describe()}; wall time = {calibration.startup_s:.1f} s start + "
+            f"{d.total_steps} steps x {calibration.step_s:.2f} s{val} + {calibration.finish_s:.1f} s finish")
+        return
     if spec.model != "tiny":
-        d.assumptions.append("no local time estimate: only the default tiny model's throughput is measured")
+        d.instance_count = None
+        d.assumptions.append(f"no local time estimate: {note or 'not calibrated'}, and only the default tiny "
+                             "model's throughput is bundled")
         return
     tps = float(assume["local_tiny_tokens_per_s"]) * min(loc.threads, 2) / 2
     ptoks = prompt_tokens if prompt_tokens is not None else float(assume["local_tiny_prompt_tokens"])
     d.step_time_s = d.rollouts_per_step * (ptoks + spec.hyper.max_new_tokens) / tps
     d.wall_time_s = d.step_time_s * d.total_steps
-    d.instance_count = 1
+    d.basis = {"step_time_source": "bundled figure, not measured on this machine"}
     d.assumptions.append(
-        f"local step time from the measured {assume['local_tiny_tokens_per_s']:g} tokens/s of the tiny model on "
-        f"2 threads (prompt {ptoks:g} + {spec.hyper.max_new_tokens} new tokens per rollout); excludes "
-        "validation, model loading and a busy machine"
+        f"local step time from the bundled {assume['local_tiny_tokens_per_s']:g} tokens/s of the tiny model on "
+        f"2 threads, measured elsewhere (prompt {ptoks:g} + {spec.hyper.max_new_tokens} new tokens per rollout); "
+        f"excludes validation, model loading and a busy machine; {note or 'not calibrated on this machine'}"
     )
 
 
@@ -295,8 +333,10 @@ def _lambda_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], lam: di
     if concurrency:
         d.lambda_waves_per_step = math.ceil(per_step / concurrency)
     d.lambda_samples_per_call = min(batch, d.rollouts_per_step)
-    d.assumptions.append(f"up to {batch} samples per Lambda invocation (lambda_batch_size; the reward scores "
-                         f"them one after another, {latency:g} s each)")
+    d.basis["lambda_batch_size"] = batch
+    d.assumptions.append(f"up to {batch} samples per Lambda invocation (lambda_batch_size, the recipes' maximum; "
+                         f"a smaller one means more invocations; the reward scores a batch one sample after "
+                         f"another, {latency:g} s each)")
     memory = float(lam.get("memory_gb", 0.5))
     d.lambda_cost_usd = (
         d.lambda_invocations / 1e6 * float(lam.get("usd_per_million_requests", 0.0))
@@ -324,6 +364,8 @@ def _managed_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], table:
     d.step_time_s = gen_s + reward_s
     d.wall_time_s = float(assume.get("startup_s", 0.0)) + d.step_time_s * d.total_steps
     d.instance_hours = d.wall_time_s / 3600 * nodes
+    d.basis["step_time_source"] = (f"workbench assumption of {tps:g} completion tokens/s per node (prices.json "
+                                   "tokens_per_s_per_node), not a measurement")
     d.assumptions.append(
         f"{tps:g} completion tokens/s per node end to end (workbench assumption; replace with your measured "
         f"figure), reward waves added to each step, {assume.get('startup_s', 0):g} s startup"
@@ -340,16 +382,21 @@ def _managed_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], table:
 
 
 def for_run(spec: JobSpec, run_dir: str | os.PathLike | None = None,
-            prices: str | os.PathLike | dict | None = None, n_train: int | None = None) -> Derived | None:
-    """Derived quantities with what the run folder knows: the training file's size and the reward's latency.
+            prices: str | os.PathLike | dict | None = None, n_train: int | None = None,
+            calibrate: bool = False) -> Derived | None:
+    """Derived quantities with what the run folder knows: the training file's size, the reward's latency and
+    this machine's calibration of a local job (measured first when `calibrate` and none is cached).
 
     None when the training data size is unknown (an s3:// path and no `n_train`).
     """
+    from nbkit.train.calibration import for_spec
+
     n = n_train if n_train is not None else count_records(spec.train_data)
     if n is None:
         return None
     latency = reward_latency(run_dir) if run_dir is not None else None
-    return compute(spec, n, prices, reward_latency_s=latency)
+    calibration, note = for_spec(spec, run_dir, calibrate) if spec.backend == "local" else (None, "")
+    return compute(spec, n, prices, reward_latency_s=latency, calibration=calibration, calibration_note=note)
 
 
 def reward_latency(run_dir: str | os.PathLike) -> float | None:

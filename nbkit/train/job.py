@@ -360,7 +360,8 @@ def plan_job(spec: JobSpec, run_dir: str | os.PathLike) -> Plan:
 LAUNCH_LOCK = ".launch.lock"
 # Spec fields that do not change what a job computes: a relaunch that differs only in these continues it
 # (`sources` says where values came from, not what they are).
-_SAME_JOB_IGNORES = ("dry_run", "local.threads", "local.resume_from", "hyper.max_steps", "sources.")
+_SAME_JOB_IGNORES = ("dry_run", "local.threads", "local.resume_from", "local.calibrate_steps", "hyper.max_steps",
+                     "sources.")
 
 
 def launch(spec: JobSpec, run_dir: str | os.PathLike, derived: dict[str, Any] | None = None,
@@ -543,6 +544,12 @@ def outcome(handle: JobHandle, state: str, derived: dict[str, Any] | None = None
         text += f" after {last_step} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
     elif state in ("completed", "stopped"):
         text += " (no step metrics found in its outputs)"
+    if handle.backend == "local" and state in ("completed", "stopped"):
+        from nbkit.train.actual import check
+
+        checked = check(handle.run_dir)
+        if checked is not None:
+            text += f". {checked.headline()}"
     return text
 
 

@@ -149,6 +149,16 @@ class LocalSettings(_Strict):
     )
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="share of steps spent warming up the lr")
     resume_from: str = Field("", description="'' = fresh; 'last' = latest checkpoint of the run; or a path")
+    calibrate_steps: int = Field(
+        4, ge=0, description="steps timed on this machine before a real launch (cached per model and settings) "
+        "for the time estimate; 0 = none, the estimate then rests on the bundled figure")
+
+    @field_validator("calibrate_steps")
+    @classmethod
+    def _two_steps_or_none(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("a step time needs two logged steps: use 0 (no calibration) or at least 2")
+        return value
 
 
 # The local preset: what actually learns on the ~1M-parameter default model on a CPU (measured, see

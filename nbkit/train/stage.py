@@ -65,12 +65,14 @@ class LaunchResult:
 
 def prepare_spec(spec: JobSpec, run_dir: str | os.PathLike, prices: str | None = None,
                  restart: bool = False) -> Launch:
-    """Check a spec and plan it (pure: reads local data to count it, sends nothing)."""
+    """Check a spec and plan it. Sends nothing; a real local launch first times a few of its steps on this
+    machine (once per model and settings, see nbkit.train.calibration) so its time estimate is measured."""
     from nbkit.train import derived
 
     plan = job.plan_job(spec, run_dir)
     warnings = [str(i) for i in plan.spec.check() if i.severity != "error"] + list(plan.warnings)
-    return Launch(plan.spec, plan, derived.for_run(plan.spec, run_dir, prices), run_dir, restart, warnings)
+    estimate = derived.for_run(plan.spec, run_dir, prices, calibrate=not plan.spec.dry_run)
+    return Launch(plan.spec, plan, estimate, run_dir, restart, warnings)
 
 
 def prepare(P: LaunchTrainingParams) -> Launch:
