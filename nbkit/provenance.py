@@ -90,10 +90,9 @@ def torch_threads(p: Any) -> str:
 
         return f"{p.threads} (threads parameter)" if p.threads else f"{torch.get_num_threads()} (torch default)"
     if isinstance(getattr(p, "local", None), dict):
-        from nbkit.train.spec import LocalSettings
-
-        threads = p.local.get("threads", LocalSettings.model_fields["threads"].default)
-        return f"{threads} (training worker, local.threads)"
+        threads = p.local.get("threads")
+        return (f"{threads} (training worker, local.threads)" if threads is not None
+                else "the training worker's default (local.threads, in the spec table)")
     return "no model runs in this notebook"
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nbkit.errors import UserError
-from nbkit.train import actual, calibration, derived
+from nbkit.train import actual, calibration
 from nbkit.train.spec import JobSpec, LocalSettings
 
 
@@ -65,13 +65,13 @@ def test_estimate_comes_from_a_cached_calibration_and_says_so(tmp_path):
     spec = _spec(tmp_path)
     cal, note = calibration.for_spec(spec, tmp_path / "run", measure_now=False)
     assert cal is None and note == "not calibrated on this machine (a dry run measures nothing)"
-    d = derived.for_run(spec, tmp_path / "run")
+    d = calibration.for_run(spec, tmp_path / "run")
     assert d.step_time_s is None and "not calibrated on this machine" in " ".join(d.assumptions)
 
     key = calibration.key_of(calibration.settings_for(spec, tmp_path / "model"))
     stored = calibration.measure(ROWS, 100.0, 121.0, key, {"threads": 2})
     (tmp_path / "cache" / "calibration" / f"{key}.json").write_text(json.dumps(stored.to_dict()))
-    d = derived.for_run(spec, tmp_path / "run", calibrate=True)  # cached: nothing is run
+    d = calibration.for_run(spec, tmp_path / "run", calibrate=True)  # cached: nothing is run
     assert d.total_steps == 200 and d.validations == 5  # steps 0, 50, 100, 150, 200
     assert d.step_time_s == 2.5 and d.wall_time_s == pytest.approx(5.5 + 200 * 2.5 + 5 * 1.5 + 2.5)
     assert d.basis["step_time_source"] == "calibration on this machine"
@@ -98,7 +98,7 @@ def test_aws_estimates_say_what_they_assume(tmp_path):
     train.write_text("{}\n" * 300)
     spec = JobSpec(backend="sagemaker", name="j", model="nova-lite-2", train_data=str(train), reward="r.py",
                    hyper={"max_steps": 10, "global_batch_size": 256, "number_generation": 8})
-    d = derived.for_run(spec)
+    d = calibration.for_run(spec)
     assert d.basis["lambda_batch_size"] == 128 and d.lambda_invocations == 10 * 2
     assert d.basis["step_time_source"].startswith("workbench assumption of 20000 completion tokens/s per node")
     assert d.basis["prices_as_of"] == "2024-12-01" and d.basis["reward_latency_source"].startswith("assumed")
@@ -136,7 +136,8 @@ def test_estimate_vs_actual_of_a_local_job(runs_root):
 
 def test_the_job_outcome_and_the_monitor_headline_carry_it(runs_root):
     from nbkit.monitor.notebook import headline
-    from nbkit.train.job import load_job, outcome
+    from nbkit.train.job import load_job
+    from nbkit.train.stage import LaunchResult
 
     run = runs_root / "r"
     _local_run(run, {"total_steps": 4, "wall_time_s": 60.0, "basis": {"step_time_source": "calibration on this "
@@ -146,7 +147,7 @@ def test_the_job_outcome_and_the_monitor_headline_carry_it(runs_root):
     checked = actual.check(run)
     assert any("resumed (attempt 2)" in n for n in checked.notes)
     assert any("stopped at step 3 of 4" in n for n in checked.notes)
-    assert outcome(load_job(run), "stopped").endswith(
+    assert LaunchResult(load_job(run), "stopped", None).headline().endswith(
         "Took 60.0 s for 3 steps, estimated 60.0 s (1x; calibration on this machine).")
 
     class Result:  # the parts of a MonitorResult the headline reads

@@ -9,7 +9,7 @@ import pytest
 
 from nbkit import params
 from nbkit.errors import UserError
-from nbkit.train import derived
+from nbkit.train import calibration, derived
 from nbkit.train.spec import (
     LOCAL_PRESET,
     Hyperparameters,
@@ -346,6 +346,6 @@ def test_count_records_and_for_run(tmp_path):
     (tmp_path / "reward").mkdir()
     (tmp_path / "reward" / "report.json").write_text(json.dumps({"latency": {"p50_s": 0.25}}))
     spec = _spec("hyperpod").model_copy(update={"train_data": str(data / "train.jsonl")})
-    d = derived.for_run(spec, tmp_path, PRICES)
+    d = calibration.for_run(spec, tmp_path, PRICES)
     assert d.n_train == 3 and d.step_time_s == pytest.approx(256 * 0.5 * 8192 / 40000 + 128 * 0.25)
-    assert derived.for_run(spec.model_copy(update={"train_data": "s3://b/t"}), tmp_path) is None
+    assert calibration.for_run(spec.model_copy(update={"train_data": "s3://b/t"}), tmp_path) is None

@@ -71,7 +71,7 @@ class Comparison:
     statuses: dict[str, dict[str, int]]
     failed_samples: dict[str, int]
     unmatched: dict[str, list[str]] = field(default_factory=dict)
-    tests: pd.DataFrame | None = None
+    tests: pd.DataFrame = field(default_factory=lambda: _no_tests())  # every test of the table (set by compare)
     mismatches: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # how the comparison was made (nbkit.provenance)
     verdict: str = ""
@@ -495,6 +495,12 @@ def _test(key: str, metric: str, group: str, value: str, k: int, base: float, tu
     return {"key": key, "metric": metric, "group": group, "value": value, "k": k, "base": float(base),
             "tuned": float(tuned), "diff": d.estimate, "lo": d.lo, "hi": d.hi, "p_value": float(p),
             "method": method, "counted": True}
+
+
+def _no_tests() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=["key", "metric", "group", "p_value", "p_holm", "significant", "counted"])
 
 
 def _holm_back(c: Comparison) -> None:

@@ -199,7 +199,9 @@ def check_verdict(report: Any, samples: list[dict], reward: Any) -> str:
 
     if report.ok:
         return f"all {len(report)} samples ok"
-    return diagnose(report.statuses, report.errors, samples, reward.source).sentence("samples")
+    failure = diagnose(report.statuses, report.errors, samples, reward.source)
+    assert failure is not None  # a report that is not ok has a failing sample to diagnose
+    return failure.sentence("samples")
 
 
 def _check_table(report: Any) -> str:

@@ -126,6 +126,7 @@ def check(run_dir: str | os.PathLike, frame: Any = None) -> EstimateCheck | None
     if record.get("dry_run"):
         return None
     handle = load_job(run_dir)
+    state: str
     if handle.backend == "local":
         state = handle.status()  # the worker's status file
     else:
@@ -144,8 +145,9 @@ def check(run_dir: str | os.PathLike, frame: Any = None) -> EstimateCheck | None
         actual = _local_actual(handle, notes)
     else:
         actual = _managed_actual(frame, derived, notes)
-    if state != "completed" and actual.get("steps") is not None and estimated["steps"]:
-        notes.append(f"the job {state} at step {int(actual['steps'])} of {int(estimated['steps'])}: compare the "
+    done_steps = actual.get("steps")
+    if state != "completed" and done_steps is not None and estimated["steps"]:
+        notes.append(f"the job {state} at step {int(done_steps)} of {int(estimated['steps'])}: compare the "
                      "time per step, not the wall time")
     return EstimateCheck(handle.backend, handle.job_id, state, estimated, actual, basis, notes)
 
@@ -175,10 +177,10 @@ def _managed_actual(frame: Any, derived: dict[str, Any], notes: list[str]) -> di
         notes.append("no metrics were read: the actual steps and time are unknown")
         return {"steps": None, "step_s": None, "wall_s": None, "cost_usd": None}
     steps = float(frame["step"].max())
-    times = frame["time"].dropna() if "time" in frame.columns else []
-    train_s = float(times.max()) if len(times) else None
+    times = frame["time"].dropna() if "time" in frame.columns else None
+    train_s = float(times.max()) if times is not None and len(times) else None
     step_s = None
-    if len(times) >= 2:
+    if times is not None and len(times) >= 2:
         pairs = frame.dropna(subset=["time"]).sort_values("step")
         diffs = (pairs["time"].diff() / pairs["step"].diff()).dropna()
         step_s = float(diffs.median()) if len(diffs) else None

@@ -20,7 +20,6 @@ import platform
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -28,39 +27,12 @@ from typing import Any
 
 from nbkit import paths
 from nbkit.errors import UserError
+from nbkit.train import derived
+from nbkit.train.derived import Calibration
 from nbkit.train.spec import JobSpec
 
 CACHE = "calibration"
 TIMEOUT_S = 900.0  # a calibration that takes longer says so instead of holding the launch forever
-
-
-@dataclass
-class Calibration:
-    """Seconds measured by a short run of a job's own settings on this machine."""
-
-    key: str
-    steps: int  # optimizer steps run
-    step_s: float  # median seconds per step after the first (validation excluded)
-    startup_s: float  # process start to the end of the first step, less one typical step: imports, model, setup
-    validation_s: float | None  # one validation pass (greedy, eval_prompts), when the job validates
-    finish_s: float  # last step to process end: merged weights, output archive
-    measured: str  # ISO time of the measurement
-    machine: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def wall_s(self, total_steps: int, validations: int) -> float:
-        """The wall time of a job of `total_steps` steps with `validations` validation passes."""
-        return self.startup_s + total_steps * self.step_s + validations * (self.validation_s or 0.0) + self.finish_s
-
-    def describe(self) -> str:
-        val = f", {self.validation_s:.1f} s per validation" if self.validation_s is not None else ""
-        return (f"measured on this machine ({self.machine.get('cpu', 'cpu')}, {self.settings.get('threads')} threads) "
-                f"at {self.measured}: {self.step_s:.2f} s per step (median of the {max(1, self.steps - 2)} steps "
-                f"after the second), {self.startup_s:.1f} s to start{val}, {self.finish_s:.1f} s to finish; a busier "
-                "machine is slower")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------------------ the key
@@ -236,3 +208,19 @@ def _job_running(run_dir: str | os.PathLike) -> bool:
         return load_job(run_dir).status() in ("pending", "running")
     except UserError:
         return False
+
+
+def for_run(spec: JobSpec, run_dir: str | os.PathLike | None = None,
+            prices: str | os.PathLike | dict | None = None, n_train: int | None = None,
+            calibrate: bool = False) -> derived.Derived | None:
+    """Derived quantities with what the run folder knows: the training file's size, the reward's latency and
+    this machine's calibration of a local job (measured first when `calibrate` and none is cached).
+
+    None when the training data size is unknown (an s3:// path and no `n_train`).
+    """
+    n = n_train if n_train is not None else derived.count_records(spec.train_data)
+    if n is None:
+        return None
+    latency = derived.reward_latency(run_dir) if run_dir is not None else None
+    calibration, note = for_spec(spec, run_dir, calibrate) if spec.backend == "local" else (None, "")
+    return derived.compute(spec, n, prices, reward_latency_s=latency, calibration=calibration, calibration_note=note)

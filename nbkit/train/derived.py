@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
-from nbkit.train.calibration import Calibration
 from nbkit.train.spec import (
     SURFACE_TITLES,
     JobSpec,
@@ -195,6 +194,35 @@ def count_records(path: str | os.PathLike) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------- compute
+
+
+@dataclass
+class Calibration:
+    """Seconds measured by a short run of a job's own settings on this machine."""
+
+    key: str
+    steps: int  # optimizer steps run
+    step_s: float  # median seconds per step after the first (validation excluded)
+    startup_s: float  # process start to the end of the first step, less one typical step: imports, model, setup
+    validation_s: float | None  # one validation pass (greedy, eval_prompts), when the job validates
+    finish_s: float  # last step to process end: merged weights, output archive
+    measured: str  # ISO time of the measurement
+    machine: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def wall_s(self, total_steps: int, validations: int) -> float:
+        """The wall time of a job of `total_steps` steps with `validations` validation passes."""
+        return self.startup_s + total_steps * self.step_s + validations * (self.validation_s or 0.0) + self.finish_s
+
+    def describe(self) -> str:
+        val = f", {self.validation_s:.1f} s per validation" if self.validation_s is not None else ""
+        return (f"measured on this machine ({self.machine.get('cpu', 'cpu')}, {self.settings.get('threads')} threads) "
+                f"at {self.measured}: {self.step_s:.2f} s per step (median of the {max(1, self.steps - 2)} steps "
+                f"after the second), {self.startup_s:.1f} s to start{val}, {self.finish_s:.1f} s to finish; a busier "
+                "machine is slower")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def compute(spec: JobSpec, n_train: int, prices: str | os.PathLike | dict | None = None,
@@ -379,24 +407,6 @@ def _managed_estimates(d: Derived, spec: JobSpec, assume: dict[str, Any], table:
         return
     d.compute_cost_usd = d.instance_hours * float(price)
     d.cost_usd = d.compute_cost_usd + (d.lambda_cost_usd or 0.0)
-
-
-def for_run(spec: JobSpec, run_dir: str | os.PathLike | None = None,
-            prices: str | os.PathLike | dict | None = None, n_train: int | None = None,
-            calibrate: bool = False) -> Derived | None:
-    """Derived quantities with what the run folder knows: the training file's size, the reward's latency and
-    this machine's calibration of a local job (measured first when `calibrate` and none is cached).
-
-    None when the training data size is unknown (an s3:// path and no `n_train`).
-    """
-    from nbkit.train.calibration import for_spec
-
-    n = n_train if n_train is not None else count_records(spec.train_data)
-    if n is None:
-        return None
-    latency = reward_latency(run_dir) if run_dir is not None else None
-    calibration, note = for_spec(spec, run_dir, calibrate) if spec.backend == "local" else (None, "")
-    return compute(spec, n, prices, reward_latency_s=latency, calibration=calibration, calibration_note=note)
 
 
 def reward_latency(run_dir: str | os.PathLike) -> float | None:

@@ -544,12 +544,6 @@ def outcome(handle: JobHandle, state: str, derived: dict[str, Any] | None = None
         text += f" after {last_step} steps: mean training reward {first:.3f} -> {last:.3f} (first -> last logged step)"
     elif state in ("completed", "stopped"):
         text += " (no step metrics found in its outputs)"
-    if handle.backend == "local" and state in ("completed", "stopped"):
-        from nbkit.train.actual import check
-
-        checked = check(handle.run_dir)
-        if checked is not None:
-            text += f". {checked.headline()}"
     return text
 
 

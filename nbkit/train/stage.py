@@ -59,19 +59,27 @@ class LaunchResult:
         return self.state == "failed"
 
     def headline(self) -> str:
-        """One sentence for the run index; a failed job raises with its log tail (see `job.outcome`)."""
-        return job.outcome(self.handle, self.state, self.derived)
+        """One sentence for the run index (a failed job raises with its log tail, see `job.outcome`), and for a
+        local job that ended, how long it took against what was estimated."""
+        text = job.outcome(self.handle, self.state, self.derived)
+        if self.handle.backend == "local" and self.state in ("completed", "stopped"):
+            from nbkit.train.actual import check
+
+            checked = check(self.handle.run_dir)
+            if checked is not None:
+                text += f". {checked.headline()}"
+        return text
 
 
 def prepare_spec(spec: JobSpec, run_dir: str | os.PathLike, prices: str | None = None,
                  restart: bool = False) -> Launch:
     """Check a spec and plan it. Sends nothing; a real local launch first times a few of its steps on this
     machine (once per model and settings, see nbkit.train.calibration) so its time estimate is measured."""
-    from nbkit.train import derived
+    from nbkit.train import calibration
 
     plan = job.plan_job(spec, run_dir)
     warnings = [str(i) for i in plan.spec.check() if i.severity != "error"] + list(plan.warnings)
-    estimate = derived.for_run(plan.spec, run_dir, prices, calibrate=not plan.spec.dry_run)
+    estimate = calibration.for_run(plan.spec, run_dir, prices, calibrate=not plan.spec.dry_run)
     return Launch(plan.spec, plan, estimate, run_dir, restart, warnings)
 
 
