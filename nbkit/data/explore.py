@@ -20,7 +20,7 @@ from nbkit.data.profile import DataProfile, profile_data
 from nbkit.data.split import split_records
 from nbkit.data.validate import ValidationReport, validate_file, validate_records
 from nbkit.errors import UserError
-from nbkit.layout import RunLayout
+from nbkit.layout import RunLayout, portable
 
 if TYPE_CHECKING:
     from nbkit.params import ExploreDataParams
@@ -161,14 +161,15 @@ def prepare_data(
     data_profile = profile_data(train, eval_, tokenizer=tokenizer or None, max_prompt_tokens=max_prompt_tokens,
                                 max_new_tokens=max_new_tokens, profile=profile)
     stage = DataStage(task, train, eval_, validation, data_profile, split, files)
-    Path(files["report"]).write_text(json.dumps(stage.to_dict(), indent=2, ensure_ascii=False, default=str))
+    Path(files["report"]).write_text(
+        json.dumps(layout.portable(stage.to_dict()), indent=2, ensure_ascii=False, default=str))
     return stage
 
 
 def _write_report_only(path: Path, task: str, validation: dict[str, ValidationReport], split: dict[str, Any]) -> None:
     """Leave the validation counts behind even when there is nothing to split, so the failure is explainable."""
     report = {"task": task, "split": split, "validation": {n: r.summary() for n, r in validation.items()}}
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    path.write_text(json.dumps(portable(report, path.parent.parent), indent=2, ensure_ascii=False, default=str))
 
 
 def run(p: ExploreDataParams) -> DataStage:

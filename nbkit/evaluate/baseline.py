@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbkit.errors import UserError
-from nbkit.layout import RunLayout
+from nbkit.layout import RunLayout, portable
 
 if TYPE_CHECKING:
     from nbkit.params import EvaluateBaselineParams
@@ -372,7 +372,7 @@ def materialize(folder: Path, dest: Path) -> Path:
 
 def write_summary(summary: Mapping[str, Any], path: Path) -> Path:
     """The one writer of baseline/summary.json (its one reader: RunLayout.read_baseline_summary)."""
-    path.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
+    path.write_text(json.dumps(portable(dict(summary), path.parent.parent), indent=2, sort_keys=False, default=str))
     return path
 
 

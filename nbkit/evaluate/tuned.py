@@ -113,7 +113,7 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
             "tuned_model: replay:<its details_*.parquet>, or deploy it as a Bedrock custom model and set "
             "tuned_model: bedrock:<custom model ARN>"
         )
-    return checkpoint, f"the checkpoint in the manifest of job {handle.job_id}"
+    return RunLayout(run_dir).resolve(checkpoint), f"the checkpoint in the manifest of job {handle.job_id}"
 
 
 def baseline_samples(run_dir: str | Path) -> pd.DataFrame:

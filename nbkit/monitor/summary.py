@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbkit.layout import HEALTH, METRICS
+from nbkit.layout import HEALTH, METRICS, portable
 from nbkit.monitor import rules
 from nbkit.monitor.frame import summary
 from nbkit.monitor.rules import Health, check, findings_table
@@ -120,6 +120,9 @@ def write(result: MonitorResult, out_dir: str | os.PathLike) -> tuple[Path, Path
     frame.to_parquet(parquet, index=False)
     health = out / HEALTH
     tmp = health.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    record = result.to_dict()
+    if result.context.run_dir:  # paths in the run folder relative to it, so the folder travels
+        record = portable(record, result.context.run_dir)
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(tmp, health)
     return parquet, health

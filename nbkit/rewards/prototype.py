@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbkit.layout import LAMBDA_ZIP, REPORT, RunLayout
+from nbkit.layout import LAMBDA_ZIP, REPORT, RunLayout, portable
 from nbkit.plain import json_safe
 from nbkit.rewards.harness import HarnessReport
 from nbkit.rewards.loader import Reward, load_reward
@@ -116,7 +116,7 @@ class Prototype:
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / REPORT
-        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+        path.write_text(json.dumps(portable(self.to_dict(), folder.parent), indent=2, allow_nan=False))
         self.report_path = path
         return path
 

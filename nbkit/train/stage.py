@@ -34,7 +34,7 @@ class Launch:
 
     def derived_table(self) -> str:
         if self.derived is None:
-            return "derived quantities: the training data's size is unknown here (s3:// data), so none are shown"
+            return f"derived quantities: none shown, {size_unknown(self.spec.train_data)}"
         return self.derived.table()
 
     def start(self, wait: bool = True, timeout: float | None = None, poll_s: float = 2.0) -> LaunchResult:
@@ -61,6 +61,17 @@ class LaunchResult:
     def headline(self) -> str:
         """One sentence for the run index; a failed job raises with its log tail (see `job.outcome`)."""
         return job.outcome(self.handle, self.state, self.derived)
+
+
+def size_unknown(train_data: str) -> str:
+    """Why the training set cannot be counted here, in words."""
+    if not train_data:
+        return "no train_data: give the training JSONL to see steps, rollouts and cost"
+    if train_data.startswith("s3://"):
+        return (f"the training data is on S3 ({train_data}): its size is unknown here; pass n_train= to the "
+                "editor to see steps, rollouts and cost")
+    return (f"{train_data} does not exist yet (notebook 01 writes a run's data): steps, rollouts and cost "
+            "follow once it does, or pass n_train= to the editor")
 
 
 def prepare_spec(spec: JobSpec, run_dir: str | os.PathLike, prices: str | None = None,
