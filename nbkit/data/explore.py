@@ -209,7 +209,27 @@ def examples_frame(records: list[dict[str, Any]], n: int = 5) -> Any:
     for record in records[:n]:
         extra = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
         rows.append({"id": record.get("id"), "prompt": prompt_text(record),
-                     "reference_answer": json.dumps(record.get("reference_answer"), ensure_ascii=False),
-                     "tools": len(record.get("tools") or []),
-                     "metadata": json.dumps(extra, ensure_ascii=False)})
+                     "reference_answer": record.get("reference_answer"), "tools": len(record.get("tools") or []),
+                     "metadata": extra})
     return pd.DataFrame(rows, columns=["id", "prompt", "reference_answer", "tools", "metadata"])
+
+
+def structure_frame(profile: DataProfile) -> Any:
+    """Per split: the turn patterns, the reference answers' kinds and keys, and the extra fields (counts)."""
+    import pandas as pd
+
+    rows = []
+    for split, summary in profile.splits.items():
+        reference = summary["reference_answer"]
+        rows.append({"split": split, "turn patterns": summary["turn_patterns"],
+                     "reference answer kinds": reference.get("kinds", {}),
+                     "reference answer keys": reference.get("keys", {}),
+                     "extra fields": summary["extra_fields"]})
+    return pd.DataFrame(rows)
+
+
+def prompt_lengths_frame(profile: DataProfile) -> Any:
+    """Prompt length statistics (tokens) per split."""
+    import pandas as pd
+
+    return pd.DataFrame({s: v["lengths"]["prompt_tokens"] for s, v in profile.splits.items()}).T.rename_axis("split")

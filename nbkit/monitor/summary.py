@@ -21,7 +21,7 @@ from nbkit.monitor import rules
 from nbkit.monitor.frame import summary
 from nbkit.monitor.rules import Health, check, findings_table
 from nbkit.monitor.sources import JobContext, read, resolve
-from nbkit.monitor.stop import Recommendation, recommend_stop
+from nbkit.monitor.stop import FINISHED, Recommendation, finished, recommend_stop
 
 
 @dataclass
@@ -63,8 +63,8 @@ class MonitorResult:
             "",
             f"RECOMMENDATION: {rec.action.upper()}: {rec.reason}",
         ]
-        lines += [f"  also: {r}" for r in rec.reasons[1:]]
-        if rec.best_step is not None:
+        lines += [f"  also: {r}" for r in (rec.reasons if rec.action in FINISHED else rec.reasons[1:])]
+        if rec.best_step is not None and rec.action not in FINISHED:
             lines.append(f"  {rec.best_text()}" + (f" -> {rec.checkpoint}" if rec.checkpoint else ""))
         lines += ["", f"findings: {len(self.health.findings)}"]
         for f in self.health.findings:
@@ -107,6 +107,9 @@ def monitor(
         cost_per_hour=cost_per_hour or context.cost_per_hour, checkpoints=checkpoints or None,
         confidence=th.confidence,
     )
+    if context.status in FINISHED:
+        name = portable(rec.checkpoint, context.run_dir) if rec.checkpoint and context.run_dir else rec.checkpoint
+        rec = finished(rec, context.status, frame, context.total_steps, name)
     return MonitorResult(frame, health, rec, context, concrete.describe())
 
 

@@ -48,9 +48,16 @@ class Prototype:
             ("gameable by", ", ".join(self.probes.gameable) or "nothing"),
             ("fails to credit", ", ".join(self.probes.rejects_good) or "nothing"),
             ("deterministic", (self.contract.determinism or {}).get("deterministic")),
-            ("lambda package", self.package.get("path") or self.package.get("skipped", "")),
+            ("lambda package", self.package_facts().get("path") or self.package.get("skipped", "")),
         ]
         return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+    def package_facts(self) -> dict[str, Any]:
+        """The Lambda package for a report: its path inside the run folder (reward/lambda.zip), not on disk."""
+        facts = dict(self.package)
+        if facts.get("path"):
+            facts["path"] = portable(facts["path"], Path(facts["path"]).parent.parent)
+        return facts
 
     def _source_text(self) -> str:
         if self.reward.grader is not None and self.reward.source is not None:
