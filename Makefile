@@ -56,9 +56,10 @@ mlflow: $(STAMP)  ## MLflow UI on a run's store, opened on its training runs: ma
 
 # The browser test drives Debian's chromium (never Playwright's own download); installed here when missing.
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-test-browser: $(STAMP)  ## the browser test (JupyterLab editor, reports, index) in headless Chromium
-	$(if $(CHROMIUM),,$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y chromium)
+test-browser: $(STAMP)  ## the browser test (JupyterLab editor, reports, MLflow UI) in headless Chromium
+	$(if $(CHROMIUM),,$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
 
 clean:  ## remove runs and caches (keeps .venv)

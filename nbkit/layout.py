@@ -74,14 +74,6 @@ class RunLayout:
         where the file is in the run, not on the author's machine)."""
         return portable(str(path), self.root)
 
-    def write_record(self, path: Path, data: Any) -> Path:
-        """Write a stage's JSON record with its paths relative to the run folder (atomically)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.portable(data), indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-        return path
-
     # -- the runner ------------------------------------------------------------------------------------
 
     @property

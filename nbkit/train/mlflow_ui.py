@@ -20,6 +20,9 @@ from nbkit.layout import RunLayout
 from nbkit.train.local import LocalPaths, portable_mlflow_store
 
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # MLflow's "machine learning" view
+# The UI picks its workflow (GenAI or model training) from this query parameter before its saved choice
+# (mlflow 3.17.2 server/js: the workflow-type context reads `workflowType` from the route's search params).
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def store_of(run: str | os.PathLike) -> tuple[RunLayout, Path]:
@@ -69,7 +72,7 @@ def ui_command(host: str, port: int) -> list[str]:
 def serve(run: str | os.PathLike, port: int = 5000, host: str = "127.0.0.1") -> int:
     """Run the MLflow UI in the foreground (Ctrl-C stops it); prints the address of the training runs."""
     root, experiment = prepare_store(run)
-    page = f"#/experiments/{experiment}/runs" if experiment else ""
+    page = f"#/experiments/{experiment}/runs?{TRAINING_VIEW}" if experiment else f"#/experiments?{TRAINING_VIEW}"
     print(f"MLflow UI for run folder {root}: open http://{host}:{port}/{page}", flush=True)
     try:
         return subprocess.run(ui_command(host, port), cwd=root, check=False).returncode
