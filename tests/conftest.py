@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import sys
 
 import pytest
+from smoke_run import NOTEBOOKS, SMOKE, busy_core, threads  # tests/ is on sys.path (rootdir import mode)
 
-from nbkit import params, paths, runner
+from nbkit import runner
 from nbkit.train import job
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,22 +26,6 @@ def runs_root(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ the smoke pipeline run
-
-SMOKE = paths.PARAMS / "smoke.yaml"
-NOTEBOOKS = list(params.NOTEBOOKS)
-
-
-def threads(n: int) -> list[str]:
-    return [f"03_evaluate_baseline.threads={n}", f"06_evaluate_tuned.threads={n}",
-            f"04_launch_training.local.threads={n}"]
-
-
-def busy_core() -> subprocess.Popen:
-    """A process spinning on CPU 0 (where the machine has more than one), as a neighbour's job would."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or one CPU: it still competes for the core
-        os.sched_setaffinity(proc.pid, {0})
-    return proc
 
 
 @pytest.fixture(scope="session")

@@ -178,7 +178,7 @@ def test_notebook_05_runs_on_a_local_run_folder(store, tmp_path, runs_root):
 
     from nbkit import paths
 
-    run = _local_run(tmp_path / "nbrun", store)
+    run = _local_run(tmp_path / "nbrun", store, checkpoints=("checkpoint-60", "checkpoint-100", "final"))
     started = time.time()
     papermill.execute_notebook(
         str(paths.NOTEBOOKS / "05_monitor_training.ipynb"), str(tmp_path / "out.ipynb"),

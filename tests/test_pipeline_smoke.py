@@ -18,7 +18,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import NOTEBOOKS, SMOKE, threads  # tests/ is on sys.path (pytest rootdir import mode)
+from smoke_run import NOTEBOOKS, SMOKE, threads  # tests/ is on sys.path (pytest rootdir import mode)
 
 from nbkit import runner
 
