@@ -45,7 +45,7 @@ def test_the_store_is_made_portable_and_opens_on_the_training_runs(run_with_stor
     assert portable_mlflow_store(db, run) == 0  # already portable: nothing to change
     command = mlflow_ui.ui_command("127.0.0.1", 5001)
     assert command[3:] == ["ui", "--backend-store-uri", "sqlite:///training/mlflow.db", "--host", "127.0.0.1",
-                           "--port", "5001"]
+                           "--port", "5001", "--workers", "1"]
 
 
 def test_a_copied_store_reads_its_own_artifacts(run_with_store, tmp_path, monkeypatch):

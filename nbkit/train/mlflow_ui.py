@@ -64,9 +64,10 @@ def _job_run_id(layout: RunLayout) -> str | None:
 
 
 def ui_command(host: str, port: int) -> list[str]:
-    """`mlflow ui` on the store, from the run folder (relative artifact locations resolve there)."""
+    """`mlflow ui` on the store, from the run folder (relative artifact locations resolve there); one
+    worker process: one reader browsing one run folder (MLflow's default of 4 only slows the start)."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", "sqlite:///training/mlflow.db",
-            "--host", host, "--port", str(port)]
+            "--host", host, "--port", str(port), "--workers", "1"]
 
 
 def serve(run: str | os.PathLike, port: int = 5000, host: str = "127.0.0.1") -> int:
