@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo smoke test lint format bench lab mlflow clean help
+.PHONY: setup demo smoke test test-browser lint format bench lab mlflow clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -45,11 +45,22 @@ format: $(STAMP)  ## ruff format + import sorting
 bench: $(STAMP)  ## every benchmark in bench/ (prints figures, last line JSON)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lab: $(STAMP)  ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks
+# Jupyter refuses to start as root unless told; containers often run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-mlflow: $(STAMP)  ## MLflow UI on a run's store: make mlflow RUN=demo
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///runs/$(or $(RUN),demo)/training/mlflow.db --port 5000
+lab: $(STAMP)  ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks
+
+mlflow: $(STAMP)  ## MLflow UI on a run's store, opened on its training runs: make mlflow RUN=demo
+	$(BIN)/nbkit mlflow runs/$(or $(RUN),demo) --port 5000
+
+# The browser test drives Debian's chromium (never Playwright's own download); installed here when missing.
+CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-browser: $(STAMP)  ## the browser test (JupyterLab editor, reports, MLflow UI) in headless Chromium
+	$(if $(CHROMIUM),,$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
 
 clean:  ## remove runs and caches (keeps .venv)
 	rm -rf runs .cache .pytest_cache .ruff_cache .mypy_cache

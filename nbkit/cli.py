@@ -51,8 +51,21 @@ def _csv(value: str) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from nbkit import runner
 
+    if args.pack:
+        from nbkit.pack import pack
+
+        print(pack(args.pack, args.out).describe())
+        return 0
+    if not args.params:
+        raise UserError("nbkit run needs --params FILE (e.g. params/demo.yaml), or --pack RUN to archive a run")
     jobs = runner.run_pipeline(args.params, args.out, args.only, args.start, args.cell_timeout, args.set)
     return runner.exit_code(jobs)
+
+
+def _mlflow(args: argparse.Namespace) -> int:
+    from nbkit.train.mlflow_ui import serve
+
+    return serve(args.run, port=args.port, host=args.host)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "on; --from 04 re-attaches). Exit 0 when every notebook ran ok, 1 when one failed, 2 on bad params "
         "or a run folder in use, 3 when a wait or a cell ran out of time.",
     )
-    run.add_argument("--params", required=True, help="params file, e.g. params/demo.yaml")
-    run.add_argument("--out", help="run folder (default: runs/<params file name>)")
+    run.add_argument("--params", help="params file, e.g. params/demo.yaml")
+    run.add_argument("--out", help="run folder (default: runs/<params file name>); with --pack, the archive")
+    run.add_argument("--pack", metavar="RUN", help="write RUN.tar.gz to share a run folder instead of running: "
+                     "reports, executed notebooks and small artifacts (paths inside are relative to the run)")
     run.add_argument("--only", type=_csv, help="comma-separated notebooks to run, e.g. 01,03")
     run.add_argument("--from", dest="start", help="resume from this notebook, e.g. 04")
     run.add_argument("--cell-timeout", type=number_arg(float, 0, low_open=True), default=None,
@@ -80,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override one value of the params file (repeatable; VALUE is YAML), e.g. "
                      "--set 04_launch_training.max_steps=50 --set seed=1")
     run.set_defaults(func=_run)
+    ui = sub.add_parser(
+        "mlflow", help="open the MLflow UI on a run folder's training runs",
+        description="Serve the MLflow UI on a run folder's own store (training/mlflow.db, artifacts relative to "
+        "the run folder, so a copied or unpacked run shows its own data) and print the address of the "
+        "experiment's training runs.",
+    )
+    ui.add_argument("run", help="run folder, e.g. runs/demo")
+    ui.add_argument("--port", type=number_arg(int, 1, 65535), default=5000, help="port (default 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.set_defaults(func=_mlflow)
     for stage in STAGES:
         importlib.import_module(f"nbkit.{stage}.cli").register(sub)
     return parser

@@ -16,6 +16,11 @@
 Stages get every path from a `RunLayout`, never from string literals, and the JSON records one stage
 writes and later stages read (the baseline summary, the comparison, the reward report) have their one
 reader here.
+
+A run folder travels: copied, moved or unpacked elsewhere it reads its own data. So every path a record
+stores that lies inside the run folder is stored relative to it (`portable`: "data/train.jsonl",
+"sqlite:///training/mlflow.db"), paths outside it stay absolute, and a reader turns a stored path back into
+a usable one with `resolve` (relative = relative to the run folder, never to the current directory).
 """
 
 from __future__ import annotations
@@ -62,6 +67,21 @@ class RunLayout:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    # -- portable records ------------------------------------------------------------------------------
+
+    def portable(self, value: Any) -> Any:
+        """`value` (a JSON-like record) as the run folder stores it: see `portable`."""
+        return portable(value, self.root)
+
+    def resolve(self, stored: str) -> str:
+        """A path or URI a record of this run stored, usable from anywhere: see `resolve`."""
+        return resolve(stored, self.root)
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """How a report names a file: relative to the run folder when inside it (a shared report shows
+        where the file is in the run, not on the author's machine)."""
+        return portable(str(path), self.root)
 
     # -- the runner ------------------------------------------------------------------------------------
 
@@ -236,3 +256,63 @@ def read_record(path: Path, writer: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} holds {type(data).__name__}, not the object {writer} writes; run it again")
     return data
+
+
+# -------------------------------------------------------------------------------------- portable paths
+
+_FILE_URI = "file://"
+_SQLITE_URI = "sqlite:///"
+
+
+def _roots(root: Path) -> list[str]:
+    """The run folder's spellings, longest first (as given and with symlinks resolved)."""
+    spellings = {str(root).rstrip("/"), str(root.resolve()).rstrip("/")}
+    return sorted(spellings, key=len, reverse=True)
+
+
+def portable(value: Any, root: str | os.PathLike) -> Any:
+    """`value` with every path inside `root` made relative to it; other paths and values unchanged.
+
+    Works on nested dicts and lists. A string that is the run folder becomes "."; one that names a file in
+    it (alone, inside a `sqlite:///` URI or inside a message) loses the folder's prefix; a `file://` URI
+    into it becomes the plain relative path. Paths outside the run folder stay absolute.
+    """
+    root = Path(root)
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v, root) for v in value]
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        return value
+    for prefix in _roots(root):
+        if value == prefix or value == _FILE_URI + prefix:
+            return "."
+        if value.startswith(_FILE_URI + prefix + "/"):
+            return value[len(_FILE_URI + prefix) + 1:]
+        value = value.replace(prefix + "/", "")
+    return value
+
+
+def resolve(stored: str, root: str | os.PathLike) -> str:
+    """A stored path or URI made usable from anywhere: relative ones are relative to the run folder.
+
+    "" stays "" (not set), URIs other than `sqlite:///` and `file:` (s3://, http://, arn:...) and
+    absolute paths stay as they are.
+    """
+    root = Path(root)
+    if not stored:
+        return stored
+    if stored.startswith(_SQLITE_URI):
+        rest = stored[len(_SQLITE_URI):]
+        return stored if rest.startswith("/") or rest.startswith(":memory:") or not rest else \
+            _SQLITE_URI + str(root / rest)
+    if stored.startswith(_FILE_URI):
+        return stored
+    if stored.startswith("file:"):
+        stored = stored[len("file:"):]
+    if "://" in stored or stored.startswith(("arn:", "s3:")):
+        return stored
+    path = Path(stored)
+    return str(path if path.is_absolute() else root / path)

@@ -59,3 +59,14 @@ def json_safe(value: Any) -> Any:
     if callable(getattr(value, "item", None)) and getattr(value, "shape", None) == ():  # numpy scalar
         return json_safe(value.item())
     return str(value)
+
+
+def clip_words(text: Any, limit: int = 600) -> str:
+    """Text for a table cell: whitespace collapsed, and past `limit` characters cut between words with a
+    note of how much is left out (never mid-word, never a bare "...")."""
+    s = "" if text is None or text != text else _SPACES.sub(" ", str(text)).strip()
+    if len(s) <= limit:
+        return s
+    cut = s.rfind(" ", 0, limit)
+    kept = s[: cut if cut > limit // 2 else limit]
+    return f"{kept} [+{len(s) - len(kept):,} characters]"

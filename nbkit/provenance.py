@@ -10,7 +10,6 @@ modification time so a large model is read once.
 from __future__ import annotations
 
 import hashlib
-import html as html_lib
 import json
 import os
 import sys
@@ -137,17 +136,3 @@ def lines(prov: dict[str, Any]) -> list[str]:
         "models: " + (held or "none in the run yet"),
         "data: " + (splits or "none in the run yet"),
     ]
-
-
-def show(p: Any) -> dict[str, Any]:
-    """Display the provenance under a notebook's parameters (plain text outside IPython); returns it."""
-    prov = collect(p)
-    text = lines(prov)
-    try:
-        from IPython.display import HTML, display
-    except ImportError:
-        print("\n".join(f"provenance: {line}" for line in text))
-        return prov
-    items = "".join(f"<li>{html_lib.escape(line)}</li>" for line in text)
-    display(HTML(f"<b>Provenance</b><ul>{items}</ul>"))
-    return prov

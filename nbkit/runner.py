@@ -16,6 +16,7 @@ import contextlib
 import html
 import json
 import os
+import re
 import shlex
 import sys
 import threading
@@ -255,7 +256,8 @@ def execute(job: NotebookRun, run: Path, cell_timeout: float | None = None, live
     progress_file = layout.progress(job.notebook)
     progress_file.unlink(missing_ok=True)
     started_iso, started_ts = _now()
-    base = {"notebook": job.notebook, "executed_notebook": str(executed), "started": started_iso,
+    base = {"notebook": job.notebook, "executed_notebook": executed.relative_to(layout.root).as_posix(),
+            "started": started_iso,
             "started_ts": started_ts}
     _write_status(layout.status(job.notebook), base | {"status": "running", "pid": os.getpid(),
                                   "pid_create_time": locking.start_time(os.getpid())})
@@ -292,14 +294,86 @@ def _write_status(path: Path, status: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_report(executed: Path, dest: Path) -> None:
-    """A shareable HTML report without code (the notebook prints its own parameters table)."""
+# Exceptions whose message is the whole story (what is wrong, where, how to fix): the report shows the
+# message, never a traceback first.
+USER_ERRORS = ("UserError", "WaitTimeout")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def write_report(executed: Path, dest: Path, resume: str | None = None) -> None:
+    """A shareable HTML report of the notebook's outputs, without code.
+
+    Made for a reader: nbkit's table style; widgets left out (static HTML shows them blank, or a progress
+    bar stuck at 0%); library log output folded; and for a notebook that failed, papermill's banner
+    replaced by the error message and how to continue (`resume`, the command that picks up from here),
+    with the traceback folded under it.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
+    from nbkit.report import CSS
+
+    nb = nbformat.read(executed, as_version=4)
+    summary = _report_cells(nb, resume)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(nb)
+    body = body.replace("</head>", f"<style>{CSS}{_REPORT_CSS}</style>\n</head>", 1)
+    if summary:
+        body = re.sub(r"(<main[^>]*>|<body[^>]*>)", lambda m: m.group(0) + summary, body, count=1)
     dest.write_text(body, encoding="utf-8")
+
+
+_REPORT_CSS = """
+body{overflow-wrap:break-word}
+.jp-OutputArea-output{max-width:100%;overflow-x:auto}
+.nbkit-log summary,.nbkit-error summary{cursor:pointer;color:#57606a}
+"""
+
+
+def _report_cells(nb: Any, resume: str | None) -> str:
+    """Rewrite the executed notebook's outputs for the report; returns the failure summary for its top."""
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    nb.metadata.pop("widgets", None)  # the widgets' saved state: the report shows no widget
+    summary = ""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            if _WIDGET_VIEW in out.get("data", {}):
+                continue
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                body = html.escape(_ANSI.sub("", "".join(out.get("text", ""))))
+                outputs.append(nbformat.v4.new_output("display_data", data={"text/html": (
+                    f"<details class='nbkit-log'><summary>log output</summary><pre>{body}</pre></details>")}))
+                continue
+            if out.get("output_type") == "error":
+                block, summary = _error_html(out, resume)
+                outputs.append(nbformat.v4.new_output("display_data", data={"text/html": block}))
+                continue
+            outputs.append(out)
+        cell.outputs = outputs
+    return summary
+
+
+def _error_html(out: Any, resume: str | None) -> tuple[str, str]:
+    """(the error block where the cell failed, the summary for the top of the report)."""
+    name, message = out.get("ename", "Error"), out.get("evalue", "")
+    trace = html.escape(_ANSI.sub("", "\n".join(out.get("traceback", []))))
+    user = name in USER_ERRORS
+    head = "The notebook stopped here" + ("" if user else f" with an unexpected {html.escape(name)}")
+    fix = ("Fix what the message says, then continue" if user else
+           "This is not an input problem the notebook knows about: the traceback says where it happened. "
+           "Once fixed, continue")
+    fix += f" with: <code>{html.escape(resume)}</code>" if resume else " by running the notebook again."
+    block = (f"<div class='nbkit-error' id='nbkit-error'><b>{head}:</b><pre class='msg'>{html.escape(message)}</pre>"
+             f"<p>{fix}</p><details><summary>traceback</summary><pre>{trace}</pre></details></div>")
+    summary = (f"<div class='nbkit-error'><b>This notebook did not finish.</b> "
+               f"<a href='#nbkit-error'>{html.escape(message.splitlines()[0] if message else name)}</a></div>")
+    return block, summary
 
 
 # ---------------------------------------------------------------------------------------------- index
@@ -334,10 +408,43 @@ def read_statuses(run: Path) -> list[dict[str, Any]]:
 
 _COLORS = {"ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bf8700", "dead_kernel": "#8250df",
            "running": "#0969da", "interrupted": "#cf222e"}
+_INDEX_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#1f2328;line-height:1.45}
+h1{font-size:1.6em;margin:0 0 .3em}
+table.runs{border-collapse:collapse;width:100%;table-layout:fixed}
+table.runs>thead>tr>th,table.runs>tbody>tr>td{border-bottom:1px solid #d0d7de;padding:.6em;vertical-align:top;
+text-align:left;overflow-wrap:break-word}
+table.runs col.nb{width:15em}table.runs col.st{width:7em}table.runs col.du{width:7em}
+table.runs>thead>tr>th{white-space:nowrap}
+.err{color:#cf222e;white-space:pre-wrap;overflow-wrap:anywhere;font-family:ui-monospace,monospace;font-size:90%}
+.stale{color:#9a6700}.headline{font-weight:600}
+.detail{max-width:100%;overflow-x:auto;margin-top:.4em}
+.detail table{border-collapse:collapse}.detail td,.detail th{padding:.2em .5em;font-size:90%;text-align:left;
+border-bottom:1px solid #eaeef2;vertical-align:top}
+"""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _detail(detail: str, headline: str) -> str:
+    """A notebook's detail HTML without a repeat of its headline (the row shows it once, above)."""
+    for wrapper in ("<p><b>{}</b></p>", "<p>{}</p>", "<b>{}</b>"):
+        detail = detail.replace(wrapper.format(html.escape(headline)), "")
+    return f"<div class='detail'>{detail}</div>" if detail.strip() else ""
 
 
 def write_index(run: Path, params_file: str | Path) -> Path:
-    """runs/<name>/index.html: one row per notebook with status, duration, headline and links."""
+    """runs/<name>/index.html: one row per notebook with status, duration, headline and links; it fits the
+    window (long words wrap, wide tables scroll inside their cell)."""
+    from nbkit.report import CSS
+
     layout = RunLayout(run)
     rows = []
     for r in read_statuses(run):
@@ -351,24 +458,24 @@ def write_index(run: Path, params_file: str | Path) -> Path:
         error = f'<div class="err">{html.escape(r["error"])}</div>' if r.get("error") else ""
         stale = ('<div class="stale">stale: an earlier notebook ran again after this one; re-run from here to '
                  "bring it up to date</div>") if r.get("stale") else ""
-        headline = html.escape(r["headline"]) if r.get("headline") else ""
-        detail = r.get("html") or ""
+        headline = f'<div class="headline">{html.escape(r["headline"])}</div>' if r.get("headline") else ""
+        detail = _detail(r.get("html") or "", r.get("headline") or "")
         color = _COLORS.get(r["status"], "#57606a")
-        duration = f"{r['duration_s']:.1f} s" if r.get("duration_s") is not None else ""
         rows.append(
             f'<tr><td><b>{html.escape(name)}</b><br>{links}</td>'
-            f'<td style="color:{color}"><b>{r["status"]}</b></td><td>{duration}</td>'
+            f'<td style="color:{color}"><b>{r["status"]}</b></td><td>{_duration(r.get("duration_s"))}</td>'
             f"<td>{stale}{headline}{error}{detail}</td></tr>"
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>RFT Workbench run {html.escape(run.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #d0d7de;padding:.6em;vertical-align:top;text-align:left}}
-.err{{color:#cf222e;font-family:monospace;white-space:pre-wrap}}.stale{{color:#9a6700}}
-td table td,td table th{{padding:.2em .5em;font-size:90%}}</style>
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>RFT Workbench run {html.escape(run.name)}</title>
+<style>{_INDEX_CSS}{CSS}</style>
 </head><body><h1>RFT Workbench run <code>{html.escape(run.name)}</code></h1>
 <p>Params file <code>{html.escape(str(params_file))}</code> · written {stamp}</p>
-<table><tr><th>notebook</th><th>status</th><th>duration</th><th>result</th></tr>{''.join(rows)}</table></body></html>"""
+<table class="runs"><colgroup><col class="nb"><col class="st"><col class="du"><col></colgroup>
+<thead><tr><th>notebook</th><th>status</th><th>duration</th><th>result</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table></body></html>"""
     layout.index.write_text(page, encoding="utf-8")
     return layout.index
 
@@ -428,6 +535,8 @@ def run_pipeline(params_file: str | Path, out: str | Path | None = None, only: l
                   f"(pipeline {time.monotonic() - total:.0f} s)", flush=True)
             if job.status != "ok":
                 resume = resume_command(params_file, run, job.notebook, overrides, job.status)
+                if layout.executed(job.notebook).exists():  # the report says how to continue, too
+                    write_report(layout.executed(job.notebook), layout.report(job.notebook), resume)
                 print(_stop_message(job, run, resume), file=sys.stderr, flush=True)
                 break
         layout.run_record.write_text(json.dumps(

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from smoke_run import NOTEBOOKS, SMOKE, busy_core, threads  # tests/ is on sys.path (rootdir import mode)
+
+from nbkit import runner
+from nbkit.train import job
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,3 +23,38 @@ def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("NBKIT_RUNS", str(root))
     return root
+
+
+# ------------------------------------------------------------------------------ the smoke pipeline run
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory):
+    """The smoke pipeline on a busy machine with a 1 s wait cap, continued from 04 if it stopped there.
+
+    One run for the session: the smoke test checks it, the report and browser tests read its run folder.
+    The run and cache folders are set in the environment only while the pipeline runs.
+    """
+    root = tmp_path_factory.mktemp("smoke")
+    run = root / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NBKIT_RUNS", str(root))
+    mp.setenv("NBKIT_CACHE", str(root / "cache"))
+    resumed = None
+    try:
+        busy = busy_core()
+        try:
+            first = runner.run_pipeline(SMOKE, run, overrides=threads(1) + ["04_launch_training.timeout_s=1"],
+                                        live=False)
+        finally:
+            busy.kill()
+            busy.wait()
+        statuses = [j.status for j in first]
+        if statuses != ["ok"] * len(NOTEBOOKS):
+            assert statuses == ["ok"] * 3 + ["timeout"] + ["pending"] * (len(NOTEBOOKS) - 4), statuses
+            job_id = job.read_job(run)["job_id"]
+            resumed = runner.run_pipeline(SMOKE, run, start="04", overrides=threads(1), live=False)
+            assert job.read_job(run)["job_id"] == job_id, "continuing from 04 must re-attach, not start a new job"
+    finally:
+        mp.undo()
+    return run, first, resumed

@@ -140,14 +140,18 @@ def test_cli_prints_health_and_recommendation(store, tmp_path, capsys):
     run = _local_run(tmp_path / "run", store, checkpoints=("checkpoint-60", "checkpoint-100", "final"))
     assert main(["monitor", str(run), "--json", "--write", str(tmp_path / "out")]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["recommendation"]["action"] == "stop"
+    assert data["recommendation"]["action"] == "completed"  # the job ended: nothing to continue or stop
+    assert "Keep the checkpoint of step 60" in data["recommendation"]["reason"]
+    assert data["recommendation"]["reasons"][0].startswith("For the next run: validation is degrading")
     assert "overfitting" in [f["name"] for f in data["findings"]]
     rec = data["recommendation"]
     assert rec["best_metric"] == "val_reward"
     assert 50 <= rec["best_step"] <= 70  # validation peaks mid-run in this pattern
     assert rec["checkpoint_step"] == 60 and rec["checkpoint"].endswith("checkpoint-60")
     assert data["job"]["final_checkpoint"].endswith("final") and data["job"]["status"] == "completed"
-    assert json.loads((tmp_path / "out" / "health.json").read_text())["metrics"]["rows"] == 120
+    written = json.loads((tmp_path / "out" / "health.json").read_text())
+    assert written["metrics"]["rows"] == 120
+    assert written["recommendation"]["checkpoint"] == "training/checkpoints/checkpoint-60"  # relative to the run
     assert pd.read_parquet(tmp_path / "out" / "metrics.parquet")["step"].tolist() == list(range(120))
     assert main(["monitor", str(run), "--threshold", "overfit_val_drop=0.9"]) == 0
     text = capsys.readouterr().out
@@ -174,7 +178,7 @@ def test_notebook_05_runs_on_a_local_run_folder(store, tmp_path, runs_root):
 
     from nbkit import paths
 
-    run = _local_run(tmp_path / "nbrun", store)
+    run = _local_run(tmp_path / "nbrun", store, checkpoints=("checkpoint-60", "checkpoint-100", "final"))
     started = time.time()
     papermill.execute_notebook(
         str(paths.NOTEBOOKS / "05_monitor_training.ipynb"), str(tmp_path / "out.ipynb"),
@@ -182,10 +186,10 @@ def test_notebook_05_runs_on_a_local_run_folder(store, tmp_path, runs_root):
     )
     assert time.time() - started < 120
     health = json.loads((run / "monitor" / "health.json").read_text())
-    assert health["recommendation"]["action"] == "stop"
+    assert health["recommendation"]["action"] == "completed"
     assert len(pd.read_parquet(run / "monitor" / "metrics.parquet")) == 120
     headline = json.loads((run / "05_monitor_training" / "headline.json").read_text())["headline"]
-    assert headline.startswith("STOP")
+    assert headline.startswith("COMPLETED: The job completed 119 of 120 steps. Keep the checkpoint of step 60")
     assert (run / "monitor" / "curves.png").stat().st_size > 10_000
 
 
@@ -211,6 +215,6 @@ def test_follow_job_refreshes_in_place_until_the_job_ends(store, tmp_path, monke
     assert view.updates == ["recommendation", "findings", "figure", "checks"]
     last = notebook.follow_job(p, view, first)
     assert view.updates.count("figure") == 4  # the first pass + three refreshes, all into the same slot
-    assert last.recommendation.action == "stop"
+    assert last.recommendation.action == "completed"
     assert (run / "monitor" / "curves.png").exists() and (run / "monitor" / "health.json").exists()
-    assert notebook.headline(last).startswith("STOP: Validation is degrading")
+    assert notebook.headline(last).startswith("COMPLETED: The job completed")

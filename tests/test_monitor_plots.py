@@ -37,6 +37,24 @@ def test_dashboard_has_six_titled_panels_with_units_and_shaded_findings():
     assert not _texts(main[0])  # nothing missing on a full frame
 
 
+def test_percent_axes_hold_the_rule_thresholds_so_small_spikes_look_small():
+    """A 0.8% cut-at-limit spike used to fill the panel while the rule (20%) reported nothing."""
+    frame = synthetic.history(100, None, seed=0)
+    frame["clipped_share"] = 0.0
+    frame.loc[50, "clipped_share"] = 0.0078
+    frame["reward_error_rate"] = 0.0
+    th = rules.thresholds({})
+    fig = plots.dashboard(frame, [], thresholds=th)
+    lengths = next(ax for ax in fig.axes if ax.get_ylabel() == "completions cut at the limit (%)")
+    assert lengths.get_ylim()[1] >= th.max_clipped_share * 100  # 0.78% is a blip under the 20% line
+    errors = next(ax for ax in fig.axes if ax.get_title() == "Reward errors and learning signal")
+    assert errors.get_ylim()[1] >= th.max_zero_var_share * 100
+    assert any(line.get_label() == "cut-at-limit warning" for line in lengths.get_lines())
+    spike = plots.dashboard(frame.assign(clipped_share=frame["clipped_share"] * 60), [], thresholds=th)
+    high = next(ax for ax in spike.axes if ax.get_ylabel() == "completions cut at the limit (%)")
+    assert high.get_ylim()[1] >= 0.0078 * 60 * 100  # data above the threshold still fits
+
+
 def test_missing_metrics_say_so_on_their_panel():
     frame = read_nova_csv(CSV)  # Nova's CSV: reward, length, entropy, gradient norm only
     fig = plots.dashboard(frame)

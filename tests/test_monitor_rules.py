@@ -148,7 +148,7 @@ def test_findings_table_and_json_are_plain():
     health = rules.check(frame)
     table = rules.findings_table(health.findings)
     assert list(table.columns) == ["severity", "rule", "finding", "steps", "evidence", "remedy"]
-    assert table.loc[0, "rule"] == "entropy_collapse" and "ratio=" in table.loc[0, "evidence"]
+    assert table.loc[0, "rule"] == "entropy_collapse" and "ratio: " in table.loc[0, "evidence"]
     import json
 
     data = json.loads(json.dumps(health.to_dict()))

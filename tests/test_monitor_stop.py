@@ -10,7 +10,7 @@ import pytest
 from nbkit.errors import UserError
 from nbkit.monitor import rules, synthetic
 from nbkit.monitor.frame import empty_frame, normalize
-from nbkit.monitor.stop import best_checkpoint, recommend_stop
+from nbkit.monitor.stop import best_checkpoint, finished, recommend_stop
 
 
 def _rec(frame, **kw):
@@ -93,3 +93,20 @@ def test_headline_is_one_sentence_with_the_checkpoint():
     assert rec.headline().startswith("STOP: Validation is degrading") and "Best evaluated step 1" in rec.headline()
     rec = recommend_stop(synthetic.history(300, "overfitting", seed=0), [], checkpoints={150: "c150", 299: "final"})
     assert "best saved checkpoint: step 150" in rec.headline() or "saved as a checkpoint" in rec.headline()
+
+
+def test_a_finished_job_says_how_it_ended_and_which_checkpoint_to_keep():
+    """05 used to say "CONTINUE: No stop criterion is met" for a job that had completed all its steps."""
+    frame = synthetic.history(300, "overfitting", seed=0)
+    rec = _rec(frame, checkpoints={100: "c100", 140: "c140", 299: "final"})
+    assert rec.action == "stop"
+    done = finished(rec, "completed", frame, 300, "training/checkpoints/checkpoint-140")
+    assert done.action == "completed" and done.headline().startswith("COMPLETED: The job completed 299 of 300 steps.")
+    assert "Keep the checkpoint of step 140 (training/checkpoints/checkpoint-140)" in done.reason
+    assert done.reasons[0].startswith("For the next run: validation is degrading")
+    healthy = synthetic.history(300, None, seed=0)
+    stopped = finished(_rec(healthy, checkpoints={299: "final"}), "stopped", healthy)
+    assert stopped.headline().startswith("STOPPED: The job was stopped at step 299.") and "CONTINUE" not in \
+        stopped.headline()
+    failed = finished(_rec(healthy), "failed", healthy)
+    assert failed.action == "failed" and "saved no checkpoint" in failed.reason

@@ -8,63 +8,22 @@ pipeline with other thread counts and must give the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import html
 import json
-import subprocess
-import sys
+import re
+import shutil
+import tarfile
+from pathlib import Path
 
 import pytest
+from smoke_run import NOTEBOOKS, SMOKE, threads  # tests/ is on sys.path (pytest rootdir import mode)
 
-from nbkit import params, paths, runner
+from nbkit import runner
 from nbkit.train import job
 
 pytestmark = pytest.mark.slow
-
-SMOKE = paths.PARAMS / "smoke.yaml"
-NOTEBOOKS = list(params.NOTEBOOKS)
-
-
-def threads(n: int) -> list[str]:
-    return [f"03_evaluate_baseline.threads={n}", f"06_evaluate_tuned.threads={n}",
-            f"04_launch_training.local.threads={n}"]
-
-
-def busy_core() -> subprocess.Popen:
-    """A process spinning on CPU 0 (where the machine has more than one), as a neighbour's job would."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        import os
-
-        os.sched_setaffinity(proc.pid, {0})
-    except (AttributeError, OSError):  # not Linux, or one CPU: it still competes for the core
-        pass
-    return proc
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """The smoke pipeline on a busy machine with a 1 s wait cap, continued from 04 if it stopped there."""
-    root = tmp_path_factory.mktemp("smoke")
-    run = root / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NBKIT_RUNS", str(root))
-    mp.setenv("NBKIT_CACHE", str(root / "cache"))
-    busy = busy_core()
-    try:
-        first = runner.run_pipeline(SMOKE, run, overrides=threads(1) + ["04_launch_training.timeout_s=1"],
-                                    live=False)
-    finally:
-        busy.kill()
-        busy.wait()
-    statuses = [j.status for j in first]
-    resumed = None
-    if statuses != ["ok"] * len(NOTEBOOKS):
-        assert statuses == ["ok"] * 3 + ["timeout"] + ["pending"] * (len(NOTEBOOKS) - 4), statuses
-        job_id = job.read_job(run)["job_id"]
-        resumed = runner.run_pipeline(SMOKE, run, start="04", overrides=threads(1), live=False)
-        assert job.read_job(run)["job_id"] == job_id, "continuing from 04 must re-attach, not start a new job"
-    yield run, first, resumed
-    mp.undo()
 
 
 def test_busy_machine_stops_at_the_wait_cap_or_finishes_never_ok_then_failed(first_run):
@@ -115,3 +74,92 @@ def test_the_same_params_give_the_same_numbers_with_other_thread_counts(first_ru
     a, b = _numbers(run), _numbers(tmp_path / "run")
     for key in a:
         assert a[key] == b[key], key
+
+
+# ---------------------------------------------------------------------- what a reader of the run gets
+
+
+def _visible(page: str):
+    """(parsed page, its visible text): scripts and styles left out."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page, "html.parser")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    return soup, soup.get_text(" ")
+
+
+def test_reports_have_no_raw_dicts_index_columns_empty_tables_or_tracebacks(first_run):
+    run, _, _ = first_run
+    pages = [run / "index.html", *sorted(run.glob("[0-9][0-9]_*/report.html"))]
+    assert len(pages) == 1 + len(NOTEBOOKS)
+    for page in pages:
+        soup, text = _visible(page.read_text())
+        where = page.relative_to(run)
+        assert not re.search(r"\{'[^']*': ", text), f"{where}: a Python dict printed as text"
+        assert "Traceback (most recent call last)" not in text and "An Exception was encountered" not in text, where
+        cells = [td.get_text(" ").strip() for td in soup.find_all("td")]
+        assert not [c for c in cells if re.search(r"\b(NaN|nan|<NA>)\b", c)], f"{where}: NaN where a blank belongs"
+        assert not soup.select("table.dataframe"), f"{where}: a pandas table (with its index column)"
+        for table in soup.find_all("table"):
+            body_rows = [tr for tr in table.find_all("tr") if tr.find("td")]
+            assert body_rows, f"{where}: a table with a header and no rows: {table.get_text(' ')[:80]}"
+        assert not re.search(r"\d\.0\b(?! ?[a-z%])", " ".join(td.get_text() for td in soup.select("td.num"))), \
+            f"{where}: a count shown as a float"
+    headlines = [json.loads(p.read_text())["headline"] for p in run.glob("*/headline.json")]
+    index = (run / "index.html").read_text()
+    for headline in headlines:  # each notebook's headline once in the index
+        assert index.count(html.escape(headline)) == 1, headline
+
+
+def test_a_copied_run_folder_reads_its_own_data(first_run, tmp_path):
+    """Copy the run, move the original away: the copy still monitors, compares and reviews, and its MLflow
+    store shows its own metrics and artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    from nbkit import review
+    from nbkit.evaluate.tuned import resolve_tuned_model
+    from nbkit.monitor.summary import monitor
+    from nbkit.train import load_job
+
+    run, _, _ = first_run
+    copy = tmp_path / "shared" / "run-copy"
+    shutil.copytree(run, copy)
+    away = run.with_name(run.name + "-away")
+    run.rename(away)
+    try:
+        handle = load_job(copy)
+        assert handle.tracking_uri == f"sqlite:///{copy / 'training' / 'mlflow.db'}"
+        result = monitor(copy)
+        assert len(result.frame) and str(copy) in result.source and str(run) not in result.source
+        model, _ = resolve_tuned_model(copy)
+        assert model == str(copy / "training" / "checkpoints" / "final")
+        assert len(review.load_review_frame(copy)) > 0
+        client = MlflowClient(handle.tracking_uri)
+        mlflow_run = client.get_run(handle.mlflow_run_id)
+        assert not mlflow_run.info.artifact_uri.startswith(("/", "file:"))  # relative to the run folder
+        with contextlib.chdir(copy):  # where `nbkit mlflow` serves the store from
+            artifacts = {a.path for a in client.list_artifacts(handle.mlflow_run_id)}
+            assert {"spec.json", "plan.json", "completions", "output"} <= artifacts
+            spec = json.loads(Path(client.download_artifacts(handle.mlflow_run_id, "spec.json", str(tmp_path))).read_text())
+        assert spec["train_data"] == "data/train.jsonl"
+    finally:
+        away.rename(run)
+
+
+def test_pack_writes_one_archive_that_opens_elsewhere(first_run, tmp_path, capsys):
+    from nbkit.cli import main
+    from nbkit.monitor.summary import monitor
+
+    run, _, _ = first_run
+    archive = tmp_path / "shared.tar.gz"
+    assert main(["run", "--pack", str(run), "--out", str(archive)]) == 0
+    assert "left out model/: model weights" in capsys.readouterr().out
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert f"{run.name}/index.html" in names and f"{run.name}/PACKED.txt" in names
+    assert all(f"{run.name}/{nb}/report.html" in names and f"{run.name}/{nb}/{nb}.ipynb" in names for nb in NOTEBOOKS)
+    assert not [n for n in names if "/checkpoints/" in n or n.startswith(f"{run.name}/model/")]
+    unpacked = tmp_path / "unpacked" / run.name
+    assert len(monitor(unpacked).frame)  # the shared copy monitors on its own MLflow data

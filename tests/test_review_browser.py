@@ -140,8 +140,13 @@ def test_open_browser_reads_a_run_folder(runs_root, tmp_path):
     (run / "data").mkdir()
     (run / "data" / "eval.jsonl").write_text(json.dumps(
         {"id": "p1", "messages": [{"role": "user", "content": "What is p1?"}], "reference_answer": {"answer": 4}}) + "\n")
+    (run / "data" / "train.jsonl").write_text(json.dumps(
+        {"id": "t1", "messages": [{"role": "user", "content": "2+2?"}], "reference_answer": {"answer": "4"}}) + "\n")
     b = open_browser(run)
     assert len(b.frame) == 16 and b.store.path == run / "review" / "annotations.jsonl"
+    b.source.value = "training"  # training completions carry no reference: the run's data supplies it
+    assert json.loads(b.current["reference"]) == {"answer": "4"} and "answer" in b.view.value
+    b.source.value = "all"
     b.label.value = "correct"
     b.flag.value = True
     b.save.click()
@@ -160,4 +165,44 @@ def test_export_run_flagged_rewrites_from_annotations(runs_root):
     assert count == 1 and path == run / "review" / "flagged.jsonl"
     assert json.loads(path.read_text())["review"]["label"] == "bad reference"
     store.add("tuned/p1/0", "bad reference", flagged=False, prompt_id="p1")
-    assert export_run_flagged(run)[0] == 0 and path.read_text() == ""
+    assert export_run_flagged(run)[0] == 0 and not path.exists()  # no stale export, and never an empty file
+
+
+def test_nothing_flagged_writes_no_flagged_file(runs_root):
+    """Running notebook 07 used to leave an empty review/flagged.jsonl behind."""
+    from nbkit.review import export_run_flagged
+
+    run = runs_root / "r3"
+    count, path = export_run_flagged(run, review_frame(sources()))
+    assert count == 0 and not path.exists()
+
+
+def test_verdict_says_why_a_sample_fails_in_words(frame, tmp_path):
+    """A failing sample used to read "logic (correct)", which reads like a pass."""
+    b = browser(frame, tmp_path)
+    b.source.value = "tuned"
+    b.change.value = "regressed"
+    assert "fails: wrong answer (failed check: correct)" in b.view.value
+    b.source.value, b.change.value, b.failure.value = "baseline", "all", "format"
+    assert "fails: wrong format (failed check: format, correct)" in b.view.value
+    b.failure.value, b.bucket.value = "all", "high"
+    assert "<b>passes</b>" in b.view.value
+
+
+def test_a_regression_colours_the_tuned_answer_red_and_an_improvement_green(frame, tmp_path):
+    from nbkit.review.diff import BETTER_STYLE, WORSE_STYLE
+
+    b = browser(frame, tmp_path)
+    b.source.value, b.change.value = "tuned", "regressed"  # tuned "answer 6" against base "answer 5"
+    assert f'<ins style="{WORSE_STYLE}">6</ins>' in b.pair.value and f'<del style="{BETTER_STYLE}">5</del>' in b.pair.value
+    b.change.value = "improved"
+    assert f'<ins style="{BETTER_STYLE}">4</ins>' in b.pair.value
+
+
+def test_steps_are_a_slider_and_history_shows_blanks_not_nan(frame, tmp_path):
+    b = browser(frame, tmp_path)
+    assert type(b.step).__name__ == "SelectionSlider" and [v for _, v in b.step.options] == [-1, 10, 20]
+    b.source.value = "baseline"  # p1 across base and tuned: no step, and passing samples have no failure
+    assert "across models and steps" in b.history.value
+    for blank in ("NaN", "nan", "None", "&lt;NA&gt;"):
+        assert blank not in b.history.value

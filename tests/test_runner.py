@@ -83,6 +83,34 @@ def test_failure_names_cell_and_error_and_stops(pipeline, tmp_path, capsys):
     assert "92_second failed" in err and "--from 92" in err and "92_second.ipynb" in err
 
 
+def test_a_failed_notebooks_report_shows_the_message_and_the_fix_with_the_traceback_folded(pipeline, tmp_path):
+    """The report used to show papermill's red banner and a traceback for a UserError whose message is the story."""
+    pfile = pipeline("from nbkit.errors import UserError\n"
+                     "raise UserError('data/train.jsonl has 3 records: give at least 10 (n_train)')")
+    run = tmp_path / "run"
+    runner.run_pipeline(pfile, run, only=["92"])
+    report = (run / "92_second" / "report.html").read_text()
+    assert "An Exception was encountered" not in report and "papermill encountered" not in report
+    assert "This notebook did not finish." in report and "The notebook stopped here" in report
+    assert "data/train.jsonl has 3 records: give at least 10 (n_train)" in report
+    assert "nbkit run --params" in report and "--from 92" in report  # how to continue
+    folded = report.split("<details><summary>traceback</summary>", 1)
+    assert len(folded) == 2 and "Traceback" not in folded[0].split("The notebook stopped here")[1]
+    assert "\x1b[" not in report  # no terminal colour codes
+
+
+def test_reports_leave_out_widgets_and_fold_log_output(pipeline, tmp_path):
+    pfile = pipeline("import sys, ipywidgets\nprint('result line')\nprint('a library warning', file=sys.stderr)\n"
+                     "display(ipywidgets.IntSlider())")
+    run = tmp_path / "run"
+    runner.run_pipeline(pfile, run, only=["92"])
+    report = (run / "92_second" / "report.html").read_text()
+    assert "result line" in report and "IntSlider" not in report
+    assert '<details class="nbkit-log"><summary>log output</summary><pre>a library warning' in report
+    status = json.loads((run / "92_second" / "status.json").read_text())
+    assert status["executed_notebook"] == "92_second/92_second.ipynb"  # relative: the run folder travels
+
+
 def test_timeout_is_recorded_as_timeout(pipeline, tmp_path):
     pfile = pipeline("import time\ntime.sleep(60)")
     run = tmp_path / "run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -100,7 +101,8 @@ def test_dry_run_launch_records_job_json_and_reloads(tmp_path, runs_root):
     assert handle.wait(timeout=1) == "planned"
     record = json.loads((run / "training" / "job.json").read_text())
     assert record["backend"] == "local" and record["dry_run"] is True and record["surface"] == "local"
-    assert record["spec"]["output"] == str(run / "training")  # the local output defaults into the run
+    assert record["spec"]["output"] == "training"  # defaults into the run, stored relative to it
+    assert job.load_spec(run).output == str(run / "training")  # and read back where the run folder is now
     assert record["plan"]["request"]["steps"]["max_steps"] == 200
     assert record["derived"]["n_train"] == 40 and record["derived"]["total_steps"] == 200
     again = job.load_job(run)
@@ -185,6 +187,28 @@ def test_a_completed_job_is_reused_and_other_settings_need_restart(tmp_path, run
     assert len(submitted) == 1
     assert job.read_job(run)["spec"]["hyper"]["lora_rank"] == 8
     assert len(list((run / "training" / "jobs").glob("*.json"))) == 1  # the old record is kept
+
+
+def test_a_moved_run_folder_relaunches_as_the_same_job(tmp_path, runs_root, scripted_backend, monkeypatch):
+    """job.json stores the run's own paths relative to it, so a moved run is not a job "with other settings"."""
+    scripted_backend.script = ["completed"]
+    run = runs_root / "r7"
+    (run / "data").mkdir(parents=True)
+    _local_spec(tmp_path)  # writes tmp_path/train.jsonl
+    shutil.copy(tmp_path / "train.jsonl", run / "data" / "train.jsonl")
+
+    def spec_in(folder):
+        return _local_spec(tmp_path, dry_run=False, train_data=str(folder / "data" / "train.jsonl"),
+                           output=str(folder / "training"))
+
+    first = job.launch(spec_in(run), run)
+    assert job.read_job(run)["spec"]["train_data"] == "data/train.jsonl"
+    moved = runs_root / "moved"
+    shutil.move(run, moved)
+    submitted = []
+    monkeypatch.setattr(scripted_backend, "submit", lambda plan, run_dir: submitted.append(plan))
+    assert job.launch(spec_in(moved), moved).job_id == first.job_id and not submitted
+    assert job.load_spec(moved).train_data == str(moved / "data" / "train.jsonl")
 
 
 def test_a_dry_run_never_hides_a_real_job(tmp_path, runs_root, scripted_backend):

@@ -201,7 +201,8 @@ def _handle(tmp_path, status: dict | None) -> local.LocalJobHandle:
     files = local.LocalPaths(tmp_path / "training")
     files.job_dir.mkdir(parents=True)
     local.LocalJobConfig(job_id="job-1", run_dir=str(tmp_path), training_dir=str(files.training),
-                         spec=JobSpec.local_preset(local={"experiment": "e"}), tracking_uri="sqlite:///x.db",
+                         spec=JobSpec.local_preset(local={"experiment": "e"}),
+                         tracking_uri=f"sqlite:///{tmp_path / 'training' / 'x.db'}",
                          submitted="2026-12-02T00:00:00+00:00").write(files.config)
     if status is not None:
         files.status.write_text(json.dumps(status))
@@ -230,7 +231,9 @@ def test_terminal_status_and_to_dict_for_job_json(tmp_path):
     handle = _handle(tmp_path, {"status": "stopped", "mlflow_run_id": "abc", "step": 5, "max_steps": 10})
     assert handle.status() == "stopped"
     data = handle.to_dict()
-    assert data["mlflow_run_id"] == "abc" and data["tracking_uri"] == "sqlite:///x.db"
+    assert data["mlflow_run_id"] == "abc" and data["tracking_uri"] == f"sqlite:///{tmp_path}/training/x.db"
+    stored = json.loads(handle.files.config.read_text())  # the run's own paths, relative to the run folder
+    assert stored["tracking_uri"] == "sqlite:///training/x.db" and stored["run_dir"] == ".."
     assert data["training_dir"] == "training"
     assert data["checkpoint"].endswith("checkpoints/final") and data["output_dir"].endswith("training/output")
     again = local.handle_from_dict(data, tmp_path)

@@ -82,7 +82,7 @@ def metric_steps(client, run_id: str, key: str) -> list[int]:
     return [m.step for m in client.get_metric_history(run_id, key)]
 
 
-def test_short_run_logs_metrics_completions_and_nova_layout(workspace):
+def test_short_run_logs_metrics_completions_and_nova_layout(workspace, monkeypatch):
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForCausalLM
 
@@ -95,9 +95,19 @@ def test_short_run_logs_metrics_completions_and_nova_layout(workspace):
     run = client.get_run(handle.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert handle.tracking_uri == f"sqlite:///{(workspace / 'run-a' / 'training' / 'mlflow.db').resolve()}"
-    assert run.info.artifact_uri.startswith((workspace / "run-a" / "training" / "mlartifacts").resolve().as_uri())
-    for key in NORMALIZED + ("reward", "completions/mean_length", "advantage_max"):  # ours and TRL's own
+    # stored relative to the run folder (a copied run shows its own artifacts); MLflow reads them from there
+    assert run.info.artifact_uri == f"training/mlartifacts/{run.info.run_id}/artifacts"
+    monkeypatch.chdir(workspace / "run-a")
+    for key in NORMALIZED + ("loss", "advantage_max", "completions/max_length"):  # ours and TRL's own
         assert metric_steps(client, run.info.run_id, key) == list(range(1, steps + 1)), key
+    logged = set(run.data.metrics)  # one name per metric: no TRL copy of what a normalized name carries
+    assert not logged & {"reward", "learning_rate", "completions/mean_length", "completions/clipped_ratio",
+                         "frac_reward_zero_std"} and not [k for k in logged if k.startswith("rewards/")]
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith("t: GRPO with LoRA rank") and "4 steps" in description
+    assert description.endswith("Completed at step 4.")
+    kind = client.get_experiment(run.info.experiment_id).tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"  # the MLflow UI opens on the training runs, not GenAI traces
     assert metric_steps(client, run.info.run_id, "val_reward") == [0, 2, 4]  # base model, then every 2 steps
     error_rates = [m.value for m in client.get_metric_history(run.info.run_id, "reward_error_rate")]
     assert error_rates == [0.25] * steps  # one failing rollout in every group of 4, never fatal
@@ -124,7 +134,7 @@ def test_short_run_logs_metrics_completions_and_nova_layout(workspace):
 
     folder = handle.outputs(workspace / "fetched")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["checkpoint_s3_bucket"] == str(handle.checkpoint.resolve())
+    assert manifest["checkpoint_s3_bucket"] == "training/checkpoints/final"  # relative to the run folder
     assert local.load_tuned_model_path(workspace / "run-a") == handle.checkpoint.resolve()
     from nbkit.train.nova_layout import NOVA_COLUMNS, read_output
 

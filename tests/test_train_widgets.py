@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from nbkit import params
+from nbkit import params, paths
 from nbkit.train import widgets
 from nbkit.train.spec import JobSpec
 
@@ -73,39 +73,136 @@ def test_derived_numbers_update_live(params_file, run):
     assert "<b>200</b>" in ed.derived_html.value
 
 
-def test_errors_show_inline_and_block_save(params_file, run):
+def test_errors_show_next_to_their_field_and_block_save(params_file, run):
     ed = _editor(params_file, run)
     ed.hyper["global_batch_size"].value = 60
-    assert "multiple of number_generation" in ed.issues_html.value and "error" in ed.issues_html.value
+    note = ed.notes["hyper.global_batch_size"].value
+    assert "multiple of number_generation" in note and "error" in note
+    assert ed.hyper["global_batch_size"].layout.border == widgets.ERROR_BORDER
+    assert "1 error on local" in ed.issues_html.value and "marked fields" in ed.issues_html.value
+    assert "hidden while the spec has errors" in ed.derived_html.value and ed.derived is None
     before = params_file.read_text()
     ed.save_button.click()
     assert "not saved" in ed.status_html.value and params_file.read_text() == before
+    ed.hyper["global_batch_size"].value = 64
+    assert ed.notes["hyper.global_batch_size"].value == "" and ed.hyper["global_batch_size"].layout.border == ""
+    assert "<b>" in ed.derived_html.value
 
 
-def test_save_writes_the_section_and_keeps_everything_else(params_file, run):
+def test_form_errors_name_their_field_not_the_form(params_file, run):
+    ed = _editor(params_file, run)
+    ed.hyper["epochs"].value = 0  # below Hyperparameters' minimum: no spec can hold it
+    assert "greater than or equal to 1" in ed.notes["hyper.epochs"].value
+    assert "form" not in ed.issues_html.value
+    ed.aws["tags"].value = "{not json"
+    assert "not valid JSON" in ed.notes["aws.tags"].value and ed.settings.selected_index == 0
+
+
+def test_save_writes_only_the_changed_keys_and_keeps_everything_else(params_file, run):
     ed = _editor(params_file, run)
     ed.hyper["learning_rate"].value = 5e-4
     ed.hyper["max_steps"].value = 120
     ed.local["eval_every"].value = 20
     ed.save_button.click()
-    assert "saved" in ed.status_html.value
+    assert "saved" in ed.status_html.value and "learning_rate, max_steps, local" in ed.status_html.value
     text = params_file.read_text()
     for comment in ("# top comment stays", "# shared model", "# 04 comment", "# where to train",
                     "# why this rate", "# 05 comment stays with 05"):
         assert comment in text
+    assert "learning_rate: 0.0005   # why this rate" in text  # the value changed, its comment stayed
     data = yaml.safe_load(text)
     assert data["seed"] == 0 and data["model"] == "tiny" and data["01_explore_data"] == {}
     assert data["05_monitor_training"] == {}
-    sec = data["04_launch_training"]
-    assert sec["learning_rate"] == 5e-4 and sec["max_steps"] == 120 and sec["global_batch_size"] == 128
-    assert sec["local"] == {"eval_every": 20}  # non-default local settings only (threads 2 is the default)
-    assert "train_data" not in sec and "name" not in sec  # run-derived values are not frozen into the file
+    assert data["04_launch_training"] == {"backend": "local", "dry_run": False, "learning_rate": 5e-4,
+                                          "local": {"threads": 2, "eval_every": 20}, "max_steps": 120}
     # the file still validates and reproduces the form
-    merged = params.load_file(params_file)["04_launch_training"]
     again = widgets.editor(params_file=params_file, run_dir=run)
-    assert params.validate("04_launch_training", merged).learning_rate == 5e-4
+    assert params.validate("04_launch_training", params.load_file(params_file)["04_launch_training"])
     assert again.spec() == ed.spec()
     assert not [p for p in params_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_save_on_a_copy_of_demo_changes_exactly_the_edited_keys(tmp_path, runs_root):
+    """The notebook's call: P from its parameters cell (defaults), save_to a copy of params/demo.yaml."""
+    copy = tmp_path / "demo.yaml"
+    original = (paths.PARAMS / "demo.yaml").read_text()
+    copy.write_text(original)
+    P = params.validate("04_launch_training", {"run_dir": "", "save_to": str(copy)})
+    ed = widgets.editor(params=P, params_file=P.save_to)
+    # the form shows the file, not the preset and the notebook's defaults (400 steps, dry_run false)
+    assert ed.hyper["max_steps"].value == 400 and ed.dry_run.value is False
+    assert ed.status_html.value == ""  # nothing differs from the file yet
+    ed.hyper["learning_rate"].text.value = 5e-4  # typed in the box beside the log slider
+    ed.hyper["number_generation"].value = 4
+    assert "unsaved changes: learning_rate, number_generation" in ed.status_html.value
+    ed.save_button.click()
+    before, after = yaml.safe_load(original), yaml.safe_load(copy.read_text())
+    assert after["04_launch_training"].pop("learning_rate") == 5e-4
+    assert after["04_launch_training"].pop("number_generation") == 4
+    for section in (before, after):
+        section["04_launch_training"].pop("learning_rate", None)
+        section["04_launch_training"].pop("number_generation", None)
+    assert after == before  # every other key exactly as it was
+    lines = zip(original.splitlines(), copy.read_text().splitlines(), strict=True)
+    changed = [(a, b) for a, b in lines if a != b]
+    assert [b.split("#")[0].strip() for _, b in changed] == ["learning_rate: 0.0005", "number_generation: 4"]
+    assert all(a.split("#", 1)[1] == b.split("#", 1)[1] for a, b in changed)  # their comments kept
+    assert "saved into" in ed.status_html.value
+    ed.hyper["max_steps"].value = 300  # a later edit: the mark comes back
+    assert "unsaved changes: max_steps" in ed.status_html.value
+
+
+def test_a_dragged_log_slider_saves_the_value_it_shows(params_file, run):
+    ed = _editor(params_file, run)
+    field = ed.hyper["learning_rate"]
+    field.slider.value = 10 ** -3.3  # what a drag gives: 0.000501187...
+    assert field.text.value == field.value == 0.000501
+    ed.save_button.click()
+    assert yaml.safe_load(params_file.read_text())["04_launch_training"]["learning_rate"] == 0.000501
+
+
+def test_a_typed_value_outside_the_range_is_kept_and_flagged_not_clamped(params_file, run):
+    ed = _editor(params_file, run)
+    field = ed.hyper["learning_rate"]
+    field.text.value = 0.5  # local allows 1e-8..0.1
+    assert field.value == 0.5 and 10 ** field.slider.max >= 0.5  # the slider widened to show it
+    assert "outside the allowed range" in ed.notes["hyper.learning_rate"].value
+    assert field.layout.border == widgets.ERROR_BORDER
+    epochs = ed.hyper["epochs"]
+    epochs.text.value = 5000  # beyond the slider's 1..1000
+    assert epochs.value == 5000 and epochs.slider.max == 5000
+    assert "outside the allowed range" in ed.notes["hyper.epochs"].value
+
+
+def test_defaults_resolve_like_the_spec_table_with_an_empty_run_dir(tmp_path, runs_root):
+    from nbkit.train.stage import prepare
+
+    P = params.validate("04_launch_training", {"run_dir": "", "save_to": str(tmp_path / "new.yaml")})
+    ed = widgets.editor(params=P, params_file=P.save_to)
+    table = prepare(P).spec
+    assert ed.spec().train_data == table.train_data and ed.spec().name == table.name
+    assert not [i for i in ed.issues if i.field in ("train_data", "name")]  # no "no training data" error
+    assert "does not exist yet" in ed.derived_html.value and "s3://" not in ed.derived_html.value
+
+
+def test_number_generation_is_a_dropdown_and_the_batch_slider_steps_by_it(params_file, run):
+    ed = _editor(params_file, run)
+    generations = ed.hyper["number_generation"]
+    assert type(generations).__name__ == "Dropdown" and {2, 8, 64} <= {v for _, v in generations.options}
+    assert ed.hyper["global_batch_size"].slider.step == 8
+    ed.hyper["number_generation"].value = 16
+    assert ed.hyper["global_batch_size"].slider.step == 16 and ed.hyper["global_batch_size"].value == 128
+
+
+def test_a_knob_the_surface_does_not_use_shows_the_value_it_uses(params_file, run):
+    ed = _editor(params_file, run)
+    ed.top["model"].value = "amazon.nova-2-lite-v1:0:256k"
+    ed.hyper["max_length"].value = 8192
+    ed.backend.value = "sagemaker-serverless"  # serverless samples the Hub recipe's 2 generations per prompt
+    shown_ngen = ed.hyper["number_generation"]
+    assert shown_ngen.disabled and shown_ngen.value == 2
+    assert ed.spec().hyper.number_generation == 8  # the spec keeps the value; the widget shows what runs
+    assert "the value shown applies" in ed.range_labels["number_generation"].value
 
 
 def test_switching_backend_rebuilds_ranges_without_moving_values(params_file, run):
@@ -113,19 +210,19 @@ def test_switching_backend_rebuilds_ranges_without_moving_values(params_file, ru
     ed.top["model"].value = "amazon.nova-2-lite-v1:0:256k"
     ed.backend.value = "sagemaker"
     lr = ed.hyper["learning_rate"]
-    assert type(lr).__name__ == "FloatLogSlider" and lr.value == pytest.approx(1e-3)
-    assert 10 ** lr.min == pytest.approx(1e-7) and 10 ** lr.max == pytest.approx(1e-3)
+    assert type(lr.slider).__name__ == "FloatLogSlider" and lr.value == pytest.approx(1e-3)
+    assert 10 ** lr.slider.min == pytest.approx(1e-7) and 10 ** lr.slider.max == pytest.approx(1e-3)
     assert type(ed.hyper["lora_alpha"]).__name__ == "Dropdown"
     assert "16..128" in ed.range_labels["global_batch_size"].value
-    assert "hyper.max_length = 512" in ed.issues_html.value  # shown, not silently clamped to 4096
+    assert "outside the allowed range" in ed.notes["hyper.max_length"].value  # shown, not clamped to 4096
     ed.hyper["max_length"].value = 8192
     ed.backend.value = "hyperpod"  # SMHP allows 1e-8; SMTJ's floor is 1e-7
     ed.hyper["learning_rate"].value = 1e-8
     ed.backend.value = "sagemaker"  # the slider widens to keep 1e-8 and the error says why
     assert ed.hyper["learning_rate"].value == pytest.approx(1e-8)
-    assert "hyper.learning_rate = 1e-08" in ed.issues_html.value
+    assert "outside the allowed range" in ed.notes["hyper.learning_rate"].value
     ed.hyper["learning_rate"].value = 1e-5
-    assert "error" not in ed.issues_html.value
+    assert "error" not in ed.issues_html.value and ed.notes["hyper.learning_rate"].value == ""
     assert ed.derived.instance_count == 4 and ed.derived.cost_usd is not None
     ed.hyper["lora_rank"].value = 0  # full rank: another range table
     assert ed.hyper["lora_alpha"].disabled and "0..256" not in ed.range_labels["global_batch_size"].value
@@ -146,7 +243,7 @@ def test_launch_without_run_dir_reports_inline():
     ed = widgets.editor(JobSpec.local_preset(train_data="x", reward="builtin:numeric"))
     ed.launch_button.click()
     assert "no run folder" in ed.status_html.value
-    assert "training data size unknown" in ed.derived_html.value
+    assert "x does not exist yet" in ed.derived_html.value
 
 
 def test_aws_settings_round_trip(params_file, run):

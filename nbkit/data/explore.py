@@ -20,7 +20,7 @@ from nbkit.data.profile import DataProfile, profile_data
 from nbkit.data.split import split_records
 from nbkit.data.validate import ValidationReport, validate_file, validate_records
 from nbkit.errors import UserError
-from nbkit.layout import RunLayout
+from nbkit.layout import RunLayout, portable
 
 if TYPE_CHECKING:
     from nbkit.params import ExploreDataParams
@@ -161,14 +161,15 @@ def prepare_data(
     data_profile = profile_data(train, eval_, tokenizer=tokenizer or None, max_prompt_tokens=max_prompt_tokens,
                                 max_new_tokens=max_new_tokens, profile=profile)
     stage = DataStage(task, train, eval_, validation, data_profile, split, files)
-    Path(files["report"]).write_text(json.dumps(stage.to_dict(), indent=2, ensure_ascii=False, default=str))
+    Path(files["report"]).write_text(
+        json.dumps(layout.portable(stage.to_dict()), indent=2, ensure_ascii=False, default=str))
     return stage
 
 
 def _write_report_only(path: Path, task: str, validation: dict[str, ValidationReport], split: dict[str, Any]) -> None:
     """Leave the validation counts behind even when there is nothing to split, so the failure is explainable."""
     report = {"task": task, "split": split, "validation": {n: r.summary() for n, r in validation.items()}}
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    path.write_text(json.dumps(portable(report, path.parent.parent), indent=2, ensure_ascii=False, default=str))
 
 
 def run(p: ExploreDataParams) -> DataStage:
@@ -208,7 +209,27 @@ def examples_frame(records: list[dict[str, Any]], n: int = 5) -> Any:
     for record in records[:n]:
         extra = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
         rows.append({"id": record.get("id"), "prompt": prompt_text(record),
-                     "reference_answer": json.dumps(record.get("reference_answer"), ensure_ascii=False),
-                     "tools": len(record.get("tools") or []),
-                     "metadata": json.dumps(extra, ensure_ascii=False)})
+                     "reference_answer": record.get("reference_answer"), "tools": len(record.get("tools") or []),
+                     "metadata": extra})
     return pd.DataFrame(rows, columns=["id", "prompt", "reference_answer", "tools", "metadata"])
+
+
+def structure_frame(profile: DataProfile) -> Any:
+    """Per split: the turn patterns, the reference answers' kinds and keys, and the extra fields (counts)."""
+    import pandas as pd
+
+    rows = []
+    for split, summary in profile.splits.items():
+        reference = summary["reference_answer"]
+        rows.append({"split": split, "turn patterns": summary["turn_patterns"],
+                     "reference answer kinds": reference.get("kinds", {}),
+                     "reference answer keys": reference.get("keys", {}),
+                     "extra fields": summary["extra_fields"]})
+    return pd.DataFrame(rows)
+
+
+def prompt_lengths_frame(profile: DataProfile) -> Any:
+    """Prompt length statistics (tokens) per split."""
+    import pandas as pd
+
+    return pd.DataFrame({s: v["lengths"]["prompt_tokens"] for s, v in profile.splits.items()}).T.rename_axis("split")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbkit.errors import UserError
-from nbkit.layout import RunLayout
+from nbkit.layout import RunLayout, portable
 
 if TYPE_CHECKING:
     from nbkit.params import EvaluateBaselineParams
@@ -268,7 +268,17 @@ def examples(samples: Any, per_outcome: int = 5, seed: int = 0) -> Any:
     picked = [part.sample(min(per_outcome, len(part)), random_state=seed) for part in (best, worst) if len(part)]
     columns = [c for c in ("prompt_id", "prompt", "reference", "response", "reward", "status", "finish_reason")
                if c in samples.columns]
-    return pd.concat(picked)[columns] if picked else samples.iloc[:0][columns]
+    out = pd.concat(picked)[columns] if picked else samples.iloc[:0][columns]
+    if "reference" in out:  # the reference answer as data (shown as its fields), not its JSON text
+        out = out.assign(reference=out["reference"].map(_reference_value))
+    return out
+
+
+def _reference_value(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return text
 
 
 def report_html(summary: Mapping[str, Any]) -> str:
@@ -374,7 +384,7 @@ def materialize(folder: Path, dest: Path) -> Path:
 
 def write_summary(summary: Mapping[str, Any], path: Path) -> Path:
     """The one writer of baseline/summary.json (its one reader: RunLayout.read_baseline_summary)."""
-    path.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
+    path.write_text(json.dumps(portable(dict(summary), path.parent.parent), indent=2, sort_keys=False, default=str))
     return path
 
 

@@ -113,7 +113,7 @@ def resolve_tuned_model(run_dir: str | Path, override: str = "") -> tuple[str, s
             "tuned_model: replay:<its details_*.parquet>, or deploy it as a Bedrock custom model and set "
             "tuned_model: bedrock:<custom model ARN>"
         )
-    return checkpoint, f"the checkpoint in the manifest of job {handle.job_id}"
+    return RunLayout(run_dir).resolve(checkpoint), f"the checkpoint in the manifest of job {handle.job_id}"
 
 
 def baseline_samples(run_dir: str | Path) -> pd.DataFrame:
@@ -215,8 +215,27 @@ class TunedResult:
     def headline(self) -> str:
         return self.comparison.verdict
 
+    def facts(self, run_dir: str | Path = "") -> dict[str, Any]:
+        """What was evaluated, for a report: the model (inside the run folder when it is there), where it came
+        from, and the baseline's sampling settings it was sampled with."""
+        s = self.settings
+        return {"tuned model": RunLayout(run_dir).relative(self.model), "from": self.origin, "reward": s.reward,
+                "samples per prompt (k)": s.k, "max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
+                "seed": s.seed, "pass threshold": s.pass_threshold,
+                "batch size": (s.generator or {}).get("batch_size")}
+
     def to_html(self, max_regressions: int = 10) -> str:
-        return self.comparison.to_html(max_regressions=max_regressions)
+        """The run index's detail under the verdict (the index shows the verdict itself once, as the
+        headline): the headline metrics, the breakdowns and the worst regressions, as report tables."""
+        from nbkit.report import table
+
+        c = self.comparison
+        parts = [table(c.summary_frame(), title="Headline metrics")]
+        parts += [table(frame, title=f"By {column}") for column, frame in c.breakdown.items()]
+        columns = ("prompt_id", "prompt", "base_mean", "tuned_mean", "diff")
+        parts.append(table(c.regressions, title="Regressions, worst first", columns=columns, rows=max_regressions,
+                           empty="none: no prompt got worse"))
+        return "\n".join(p.to_html() for p in parts)
 
 
 def run(P: EvaluateTunedParams) -> TunedResult:

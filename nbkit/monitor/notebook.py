@@ -44,13 +44,16 @@ def source_of(p: Any) -> Any:
     return parsed
 
 
-def figure_png(result: MonitorResult, smooth_span: int = 0) -> bytes:
-    """The dashboard as PNG bytes: shows the same in JupyterLab, papermill output and static HTML."""
+def figure_png(result: MonitorResult, smooth_span: int = 0, run_dir: str = "") -> bytes:
+    """The dashboard as PNG bytes: shows the same in JupyterLab, papermill output and static HTML; the
+    source in its title is named relative to the run folder (the figure travels with the report)."""
     from nbkit.monitor.plots import dashboard
 
     rec = result.recommendation
+    source = RunLayout(run_dir).relative(result.frame.attrs.get("source", result.source))
     fig = dashboard(result.frame, result.health.findings, rec.best_step, smooth_span=smooth_span or None,
-                    max_new_tokens=result.health.thresholds.max_new_tokens)
+                    max_new_tokens=result.health.thresholds.max_new_tokens, thresholds=result.health.thresholds,
+                    title=f"Training metrics: {source}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
@@ -60,25 +63,30 @@ def save_and_show(p: Any, result: MonitorResult, view: LiveView | None) -> None:
     """Write metrics.parquet, health.json and curves.png; show recommendation, findings, plots and checks."""
     layout = RunLayout(p.run_dir)
     write(result, layout.stage("monitor"))
-    png = figure_png(result, p.smooth_span)
+    png = figure_png(result, p.smooth_span, p.run_dir)
     layout.curves.write_bytes(png)
     if view is None:
         return
     from IPython.display import Image, Markdown
 
+    from nbkit.monitor.stop import FINISHED
+    from nbkit.report import table
+
     rec = result.recommendation
     worst = result.health.findings[0].severity if result.health.findings else "none"
+    notes = rec.reasons if rec.action in FINISHED else rec.reasons[1:]
+    best = "" if rec.best_step is None or rec.action in FINISHED else (
+        f"\nBest: {rec.best_text()}" + (f" at `{layout.relative(rec.checkpoint)}`" if rec.checkpoint else "") + "\n")
     view.update("recommendation", Markdown(
         f"### {rec.action.upper()}: {rec.reason}\n\n"
-        + "".join(f"- also: {r}\n" for r in rec.reasons[1:])
-        + (f"\nBest: {rec.best_text()}" + (f" at `{rec.checkpoint}`" if rec.checkpoint else "") + "\n"
-           if rec.best_step is not None else "")
-        + f"\n{len(result.health.findings)} finding(s), most severe: {worst}. Source: `{result.source}`, "
-        f"{len(result.frame)} logged steps."
+        + "".join(f"- {'' if rec.action in FINISHED else 'also: '}{r}\n" for r in notes)
+        + best
+        + f"\n{len(result.health.findings)} finding(s), most severe: {worst}. Source: "
+        f"`{layout.relative(result.source)}`, {len(result.frame)} logged steps."
     ))
-    view.update("findings", result.findings_table() if result.health.findings else Markdown("No findings."))
+    view.update("findings", table(result.findings_table(), title="Findings", empty="none: every check passed"))
     view.update("figure", Image(png))
-    view.update("checks", result.checks_table())
+    view.update("checks", table(result.checks_table(), title="Every check"))
 
 
 def require_ended_job(p: Any) -> str | None:

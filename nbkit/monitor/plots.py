@@ -101,7 +101,18 @@ def plot_train_val(ax: Any, frame: pd.DataFrame, span: int | None = None, best_s
     ax.legend(loc="best", fontsize="small")
 
 
-def plot_errors(ax: Any, frame: pd.DataFrame) -> None:
+def _percent_axis(ax: Any, peak: float, *limits: tuple[float | None, str, str]) -> None:
+    """A percent axis from 0 that holds the data and the health rules' thresholds (drawn as dotted lines),
+    so a spike of 0.8% next to a 20% threshold looks as small as it is."""
+    top = peak
+    for value, label, color in limits:
+        if value is not None:
+            ax.axhline(value * 100, color=color, linestyle=":", linewidth=1, label=label)
+            top = max(top, value * 100)
+    ax.set_ylim(0, max(top * 1.15, 1.0))
+
+
+def plot_errors(ax: Any, frame: pd.DataFrame, thresholds: Any = None) -> None:
     """Reward-function error rate, failed rollouts, and zero-variance groups, in percent."""
     ax.set(title="Reward errors and learning signal", xlabel="step", ylabel="share (%)")
     drawn = False
@@ -118,11 +129,14 @@ def plot_errors(ax: Any, frame: pd.DataFrame) -> None:
         drawn = True
     if not drawn:
         return _empty(ax, "error rates")
-    ax.set_ylim(bottom=0)
+    peak = max(float(np.nanmax(line.get_ydata())) for line in ax.get_lines()) if ax.get_lines() else 0.0
+    th = thresholds
+    _percent_axis(ax, peak, (getattr(th, "max_error_rate", None), "error-rate warning", "C3"),
+                  (getattr(th, "max_zero_var_share", None), "zero-variance limit", "C7"))
     ax.legend(loc="best", fontsize="small")
 
 
-def plot_lengths(ax: Any, frame: pd.DataFrame, max_new_tokens: int | None = None) -> None:
+def plot_lengths(ax: Any, frame: pd.DataFrame, max_new_tokens: int | None = None, thresholds: Any = None) -> None:
     """Mean completion length (tokens) and the share cut at the limit (%, right axis)."""
     ax.set(title="Completion length", xlabel="step", ylabel="mean completion length (tokens)")
     if not _has(frame, "completion_len_mean") and not _has(frame, "clipped_share"):
@@ -137,7 +151,11 @@ def plot_lengths(ax: Any, frame: pd.DataFrame, max_new_tokens: int | None = None
         top = ax.twinx()
         handles += top.plot(frame["step"], frame["clipped_share"] * 100, color="C5", label="cut at limit")
         top.set_ylabel("completions cut at the limit (%)")
-        top.set_ylim(bottom=0)
+        limit = getattr(thresholds, "max_clipped_share", None)
+        _percent_axis(top, float(frame["clipped_share"].max() * 100),
+                      (limit, "cut-at-limit warning", "C5"))
+        if limit is not None:
+            handles.append(top.get_lines()[-1])
     top.legend(handles=handles, loc="best", fontsize="small", framealpha=0.9)  # on the topmost axes
 
 
@@ -166,8 +184,10 @@ def dashboard(
     max_new_tokens: int | None = None,
     max_points: int = 2000,
     title: str | None = None,
+    thresholds: Any = None,
 ) -> Any:
-    """All six panels in one figure; the step windows of findings are shaded on the panel they concern."""
+    """All six panels in one figure; the step windows of findings are shaded on the panel they concern, and
+    the percent panels show the health rules' `thresholds` (nbkit.monitor.rules.Thresholds) they judge by."""
     from matplotlib.figure import Figure
 
     data, per_bin = binned(frame, max_points)
@@ -184,8 +204,8 @@ def dashboard(
     plot_reward(panels["reward"], data, span)
     plot_shares(panels["shares"], data)
     plot_train_val(panels["train_val"], data, span, best_step)
-    plot_errors(panels["errors"], data)
-    plot_lengths(panels["lengths"], data, max_new_tokens)
+    plot_errors(panels["errors"], data, thresholds)
+    plot_lengths(panels["lengths"], data, max_new_tokens, thresholds)
     plot_entropy_kl(panels["entropy_kl"], data)
     for f in findings or []:
         ax = panels.get(PANEL_OF_RULE.get(f.name, ""))

@@ -657,11 +657,13 @@ def analyse(frame: pd.DataFrame, thresholds: dict[str, Any] | Thresholds | None 
 
 
 def findings_table(findings: list[Finding]) -> pd.DataFrame:
-    """Findings as a table for notebooks and reports (one row each, evidence as `key=value` text)."""
+    """Findings as a table for notebooks and reports (one row each, evidence as `key: value` text)."""
+    from nbkit.report import text
+
     rows = [
         {
             "severity": f.severity, "rule": f.name, "finding": f.title, "steps": f"{f.window[0]}-{f.window[1]}",
-            "evidence": ", ".join(f"{k}={v}" for k, v in f.evidence.items()), "remedy": f.remedy,
+            "evidence": text(f.evidence), "remedy": f.remedy,
         }
         for f in findings
     ]

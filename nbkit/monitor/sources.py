@@ -267,7 +267,8 @@ def _local_source(job_file: Path, record: dict[str, Any], run: Path, context: Jo
     run_id = getattr(handle, "mlflow_run_id", None) or _get(record, "mlflow_run_id")
     if uri and run_id:
         return MlflowRun(str(uri), str(run_id))
-    outputs = Path(_get(record, "output_dir") or RunLayout(run).training / "output")
+    layout = RunLayout(run)
+    outputs = Path(layout.resolve(_get(record, "output_dir") or "") or layout.training / "output")
     if _has_outputs(outputs):
         return NovaCsv(outputs)
     raise UserError(

@@ -18,13 +18,19 @@ from nbkit.errors import UserError
 from nbkit.monitor.frame import available, validate_frame
 from nbkit.monitor.rules import Finding, _Skip, trend
 
+FINISHED = ("completed", "stopped", "failed")  # job statuses after which there is nothing to continue or stop
+
 
 @dataclass
 class Recommendation:
     """Continue or stop, why (every criterion that holds), the best evaluated step, and the best saved
-    checkpoint (which can differ: checkpoints exist only every save_steps, and old ones get deleted)."""
+    checkpoint (which can differ: checkpoints exist only every save_steps, and old ones get deleted).
 
-    action: Literal["continue", "stop"]
+    For a job that has ended, `action` says how it ended (completed, stopped, failed), `reason` says so
+    and which checkpoint to keep, and the criteria that held become notes for the next run.
+    """
+
+    action: Literal["continue", "stop", "completed", "stopped", "failed"]
     reason: str
     reasons: list[str] = field(default_factory=list)
     best_step: int | None = None
@@ -52,8 +58,34 @@ class Recommendation:
 
     def headline(self) -> str:
         """One sentence for the run index."""
+        if self.action in FINISHED:
+            return f"{self.action.upper()}: {self.reason}"
         best = self.best_text()
         return f"{self.action.upper()}: {self.reason}" + (f" {best[0].upper()}{best[1:]}." if best else "")
+
+
+def finished(rec: Recommendation, status: str, frame: pd.DataFrame, total_steps: int | None = None,
+             checkpoint_name: str | None = None) -> Recommendation:
+    """The recommendation for a job that has ended: how it ended (not "continue" for a job that cannot),
+    the checkpoint to keep, and the stop criteria that held as notes for the next run.
+
+    `checkpoint_name` names the kept checkpoint as a reader finds it (e.g. relative to the run folder).
+    """
+    last = int(frame["step"].max()) if len(frame) else 0
+    of = f" of {total_steps:,}" if total_steps else ""
+    ended = {"completed": f"The job completed {last:,}{of} steps.",
+             "stopped": f"The job was stopped at step {last:,}{of}.",
+             "failed": f"The job failed at step {last:,}{of}."}[status]
+    keep = ""
+    if rec.checkpoint_step is not None:
+        where = f" ({checkpoint_name})" if checkpoint_name else ""
+        judged = f" by {rec.best_metric} ({rec.checkpoint_value:.3g})" if rec.checkpoint_value is not None else ""
+        keep = f" Keep the checkpoint of step {rec.checkpoint_step:,}{where}: the best saved one{judged}."
+    elif status == "failed":
+        keep = " It saved no checkpoint to keep."
+    notes = [f"For the next run: {r[0].lower()}{r[1:]}" for r in rec.reasons]
+    return Recommendation(status, ended + keep, notes, rec.best_step, rec.best_metric, rec.best_value,  # type: ignore[arg-type]
+                          rec.checkpoint_step, rec.checkpoint_value, rec.checkpoint, rec.progress)
 
 
 def recommend_stop(

@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from nbkit.layout import HEALTH, METRICS
+from nbkit.layout import HEALTH, METRICS, portable
 from nbkit.monitor import rules
 from nbkit.monitor.frame import summary
 from nbkit.monitor.rules import Health, check, findings_table
 from nbkit.monitor.sources import JobContext, read, resolve
-from nbkit.monitor.stop import Recommendation, recommend_stop
+from nbkit.monitor.stop import FINISHED, Recommendation, finished, recommend_stop
 from nbkit.train.actual import EstimateCheck
 from nbkit.train.actual import check as check_estimate
 
@@ -74,8 +74,8 @@ class MonitorResult:
             "",
             f"RECOMMENDATION: {rec.action.upper()}: {rec.reason}",
         ]
-        lines += [f"  also: {r}" for r in rec.reasons[1:]]
-        if rec.best_step is not None:
+        lines += [f"  also: {r}" for r in (rec.reasons if rec.action in FINISHED else rec.reasons[1:])]
+        if rec.best_step is not None and rec.action not in FINISHED:
             lines.append(f"  {rec.best_text()}" + (f" -> {rec.checkpoint}" if rec.checkpoint else ""))
         lines += ["", f"findings: {len(self.health.findings)}"]
         for f in self.health.findings:
@@ -120,6 +120,9 @@ def monitor(
         cost_per_hour=cost_per_hour or context.cost_per_hour, checkpoints=checkpoints or None,
         confidence=th.confidence,
     )
+    if context.status in FINISHED:
+        name = portable(rec.checkpoint, context.run_dir) if rec.checkpoint and context.run_dir else rec.checkpoint
+        rec = finished(rec, context.status, frame, context.total_steps, name)
     estimate = check_estimate(context.run_dir, frame) if context.run_dir is not None else None
     return MonitorResult(frame, health, rec, context, concrete.describe(), estimate)
 
@@ -134,6 +137,9 @@ def write(result: MonitorResult, out_dir: str | os.PathLike) -> tuple[Path, Path
     frame.to_parquet(parquet, index=False)
     health = out / HEALTH
     tmp = health.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    record = result.to_dict()
+    if result.context.run_dir:  # paths in the run folder relative to it, so the folder travels
+        record = portable(record, result.context.run_dir)
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(tmp, health)
     return parquet, health

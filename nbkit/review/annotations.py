@@ -212,7 +212,8 @@ def export_flagged(store: AnnotationStore, frame: pd.DataFrame | None, out: str 
     """Write every currently flagged sample to `out` (JSONL, Nova RFT format + `review`); returns the count.
 
     The file is rewritten from the annotations each time (they are the source of truth), atomically.
-    A flagged sample missing from `frame` is still exported from what its annotation recorded.
+    A flagged sample missing from `frame` is still exported from what its annotation recorded. With
+    nothing flagged no file is written, and an earlier export (whose flags were since cleared) is removed.
     """
     by_id, by_prompt = _index_records(records or [])
     rows = {}
@@ -220,6 +221,9 @@ def export_flagged(store: AnnotationStore, frame: pd.DataFrame | None, out: str 
         rows = {r["key"]: r for r in frame.to_dict(orient="records")}
     flagged = [a for a in store.latest().values() if a.get("flagged")]
     out = Path(out)
+    if not flagged:
+        out.unlink(missing_ok=True)
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     try:

@@ -83,6 +83,20 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+# What a failure kind means for the sample on screen (the frame's failure kinds, in words).
+VERDICTS = {"reward error": "the reward could not score it", "truncated": "cut off at the length limit",
+            "format": "wrong format", "logic": "wrong answer", "unexplained": "low reward that no component explains"}
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """Pass, or why the sample fails and which check failed: "fails: wrong answer (failed check: correct)"."""
+    failure = row.get("failure")
+    if failure is None or failure != failure:
+        return "passes"
+    failed = row.get("failed_components") or ""
+    return f"fails: {VERDICTS.get(failure, failure)}" + (f" (failed check: {failed})" if failed else "")
+
+
 def _block(title: str, text: Any) -> str:
     body = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
     return f"<div><b>{html.escape(title)}</b><div style='{_PRE}'>{html.escape(body)}</div></div>"
@@ -98,14 +112,11 @@ def sample_html(row: dict[str, Any], annotation: dict[str, Any] | None = None) -
     )
     comps = parse_components(row.get("components"), row.get("key", ""))
     comp_cells = "".join(f"<td>{html.escape(k)}</td><td><b>{_fmt(v)}</b></td>" for k, v in comps.items())
-    failure = row.get("failure")
-    failed = row.get("failed_components") or ""
-    verdict = "pass" if failure is None or failure != failure else f"{failure}" + (f" ({failed})" if failed else "")
     lines = [
         f"<div><code>{html.escape(str(row.get('key', '')))}</code> — {where}</div>",
         f"<div>reward <b>{_fmt(row.get('reward'))}</b> · bucket {_fmt(row.get('bucket'))} · "
         f"status {_fmt(row.get('status'))} · finish {_fmt(row.get('finish_reason'))} · "
-        f"tokens {_fmt(row.get('num_tokens'))} · {html.escape(verdict)}</div>",
+        f"tokens {_fmt(row.get('num_tokens'))} · <b>{html.escape(verdict(row))}</b></div>",
     ]
     if comp_cells:
         lines.append(f"<table><tr><td>components:</td>{comp_cells}</tr></table>")
@@ -128,8 +139,10 @@ def pair_html(row: dict[str, Any]) -> str:
     base, tuned = (mine, theirs) if row["source"] == "baseline" else (theirs, mine)
     r_self, r_other = row.get("reward"), row.get("partner_reward")
     r_base, r_tuned = (r_self, r_other) if row["source"] == "baseline" else (r_other, r_self)
+    better = {"improved": "new", "regressed": "old"}.get(row.get("change") or "")
     return (f"<div><b>base vs tuned</b> ({_fmt(row.get('change'))})</div>"
-            + side_by_side_html(base, tuned, f"base · reward {_fmt(r_base)}", f"tuned · reward {_fmt(r_tuned)}"))
+            + side_by_side_html(base, tuned, f"base · reward {_fmt(r_base)}", f"tuned · reward {_fmt(r_tuned)}",
+                                better=better))
 
 
 def history_html(frame: pd.DataFrame, prompt_id: str, width: int = 120) -> str:
@@ -137,12 +150,14 @@ def history_html(frame: pd.DataFrame, prompt_id: str, width: int = 120) -> str:
     summary = history_summary(frame, prompt_id)
     if summary.empty or len(summary) < 2:
         return ""
+    from nbkit.plain import clip_words
+    from nbkit.report import CSS, table
+
     detail = prompt_history(frame, prompt_id)
-    detail["response"] = detail["response"].astype(str).map(lambda s: s if len(s) <= width else s[: width - 1] + "…")
-    fmt = {"float_format": lambda v: f"{v:.3g}", "index": False, "border": 0, "escape": True}
-    return (f"<div><b>prompt {html.escape(str(prompt_id))} across models and steps</b></div>"
-            + summary.to_html(**fmt) + "<details><summary>every response</summary>"
-            + detail.drop(columns=["key"]).to_html(**fmt) + "</details>")
+    detail["response"] = detail["response"].map(lambda s: clip_words(s, width))
+    return (f"<style>{CSS}</style><div><b>prompt {html.escape(str(prompt_id))} across models and steps</b></div>"
+            + table(summary).to_html() + "<details><summary>every response</summary>"
+            + table(detail.drop(columns=["key"])).to_html() + "</details>")
 
 
 class ReviewBrowser:
@@ -170,7 +185,10 @@ class ReviewBrowser:
                                                  if s in set(self.frame["source"])]])
         self.bucket = dropdown("reward", [ALL, *BUCKETS])
         self.domain = dropdown("domain", [ALL, *domains])
-        self.step = dropdown("step", [(ALL, -1), *[(str(s), s) for s in steps]])
+        # a slider: a long run logs hundreds of steps, too many for a dropdown (all = every step)
+        self.step = w.SelectionSlider(options=[(ALL, -1), *[(str(s), s) for s in steps]], value=-1,
+                                      description="step", continuous_update=False,
+                                      layout=w.Layout(width="420px"), disabled=not steps)
         self.change = dropdown("vs base", [ALL, CHANGED, *CHANGES])
         self.failure = dropdown("failure", [ALL, "any failure", *FAILURE_KINDS])
         self.annotation = dropdown("labels", list(ANNOTATION_FILTERS))

@@ -9,6 +9,10 @@ import re
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 DEL_STYLE = "background:#fdd;text-decoration:line-through"
 INS_STYLE = "background:#cfc"
+# Colours say which side scored better, not only what was inserted: a regression's tuned text is red.
+BETTER_STYLE = "background:#cfc"
+WORSE_STYLE = "background:#fdd"
+SAME_STYLE = "background:#fff5b1"
 
 
 def tokens(text: str) -> list[str]:
@@ -16,7 +20,7 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text or "")
 
 
-def diff_spans(old: str, new: str) -> tuple[str, str]:
+def diff_spans(old: str, new: str, old_style: str = DEL_STYLE, new_style: str = INS_STYLE) -> tuple[str, str]:
     """(old as HTML with deletions marked, new as HTML with insertions marked); everything escaped."""
     a, b = tokens(old), tokens(new)
     left, right = [], []
@@ -28,9 +32,9 @@ def diff_spans(old: str, new: str) -> tuple[str, str]:
             right.append(new_part)
             continue
         if old_part:
-            left.append(f'<del style="{DEL_STYLE}">{old_part}</del>')
+            left.append(f'<del style="{old_style}">{old_part}</del>')
         if new_part:
-            right.append(f'<ins style="{INS_STYLE}">{new_part}</ins>')
+            right.append(f'<ins style="{new_style}">{new_part}</ins>')
     return "".join(left), "".join(right)
 
 
@@ -39,9 +43,13 @@ def similarity(old: str, new: str) -> float:
     return difflib.SequenceMatcher(a=tokens(old), b=tokens(new), autojunk=False).ratio()
 
 
-def side_by_side_html(old: str, new: str, old_title: str = "base", new_title: str = "tuned") -> str:
-    """Two columns, base left and tuned right, with word-level changes highlighted."""
-    left, right = diff_spans(old, new)
+def side_by_side_html(old: str, new: str, old_title: str = "base", new_title: str = "tuned",
+                      better: str | None = "new") -> str:
+    """Two columns, base left and tuned right, with word-level changes highlighted: green on the side that
+    scored better (`better`: "old", "new", or None for a tie, both yellow), red on the other."""
+    styles = {"new": (DEL_STYLE, BETTER_STYLE), "old": (BETTER_STYLE, WORSE_STYLE)}.get(better or "",
+                                                                                         (SAME_STYLE, SAME_STYLE))
+    left, right = diff_spans(old, new, *styles)
     cell = "vertical-align:top;white-space:pre-wrap;font-family:monospace;padding:4px;border:1px solid #ddd;width:50%"
     return (
         '<table style="width:100%;border-collapse:collapse;table-layout:fixed">'

@@ -213,10 +213,13 @@ def review_frame(
     low: float = 0.2,
     pass_threshold: float | None = None,
     tol: float = 1e-9,
+    records: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Combine the sources into one frame with key, bucket, failure kind, failed components and change.
 
     `pass_threshold` (default `high`) decides which samples count as failures for the failure buckets.
+    `records` (the run's data) give training samples their reference answer, which the training
+    completions do not carry.
     """
     import pandas as pd
 
@@ -234,7 +237,20 @@ def review_frame(
     failures = [failure_of(r, threshold, low) for r in rows]
     frame["failure"] = [f[0] for f in failures]
     frame["failed_components"] = [f[1] for f in failures]
+    if records:
+        _fill_references(frame, records)
     return _pair(frame, tol)
+
+
+def _fill_references(frame: pd.DataFrame, records: list[dict[str, Any]]) -> None:
+    """Training samples' reference answers from their data records (by record id), as JSON text like the
+    baseline's and tuned samples' `reference` column."""
+    from nbkit.rewards.contract import record_id
+
+    references = {record_id(r): json.dumps(r.get("reference_answer"), sort_keys=True, ensure_ascii=False, default=str)
+                  for r in records if r.get("reference_answer") is not None}
+    missing = frame["reference"].isna() | (frame["reference"].astype(str) == "")
+    frame.loc[missing, "reference"] = frame.loc[missing, "prompt_id"].map(references)
 
 
 def run_pass_threshold(run_dir: str | Path, override: float | None = None, default: float = 0.8) -> float:
@@ -249,8 +265,11 @@ def run_pass_threshold(run_dir: str | Path, override: float | None = None, defau
 
 def load_review_frame(run_dir: str | Path, high: float = 0.8, low: float = 0.2,
                       pass_threshold: float | None = None) -> pd.DataFrame:
-    """`review_frame` over everything the run folder holds."""
-    return review_frame(load_sources(run_dir), high=high, low=low, pass_threshold=pass_threshold)
+    """`review_frame` over everything the run folder holds (its data records give the references)."""
+    from nbkit.review.annotations import run_records
+
+    return review_frame(load_sources(run_dir), high=high, low=low, pass_threshold=pass_threshold,
+                        records=run_records(run_dir))
 
 
 def prompt_history(frame: pd.DataFrame, prompt_id: str) -> pd.DataFrame:

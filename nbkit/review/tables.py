@@ -3,21 +3,19 @@ samples, and failure buckets by reward component."""
 
 from __future__ import annotations
 
-import html as html_lib
 from typing import TYPE_CHECKING
 
+from nbkit.plain import clip_words
 from nbkit.review.frame import FAILURE_KINDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TEXT_WIDTH = 160
+TEXT_WIDTH = 300  # characters of a prompt or response in a report table (cut between words, the rest counted)
 
 
 def _short(text: object, width: int = TEXT_WIDTH) -> str:
-    s = "" if text is None or text != text else str(text)
-    s = " ".join(s.split())
-    return s if len(s) <= width else s[: width - 1] + "…"
+    return clip_words(text, width)
 
 
 def per_prompt_changes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,8 +106,9 @@ def component_failures(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _html_table(title: str, frame: pd.DataFrame) -> str:
-    body = frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", escape=True, border=0) if len(frame) else "<p>(none)</p>"
-    return f"<h4>{html_lib.escape(title)}</h4>{body}"
+    from nbkit.report import table
+
+    return table(frame, title=title).to_html()
 
 
 def report_tables(frame: pd.DataFrame, n: int = 10) -> dict[str, pd.DataFrame]:

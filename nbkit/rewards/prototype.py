@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbkit.layout import LAMBDA_ZIP, REPORT, RunLayout
+from nbkit.layout import LAMBDA_ZIP, REPORT, RunLayout, portable
 from nbkit.plain import json_safe
 from nbkit.rewards.harness import HarnessReport
 from nbkit.rewards.loader import Reward, load_reward
@@ -51,9 +51,16 @@ class Prototype:
             ("good answers written as", f"{self.probes.template.text} ({self.probes.template.origin})"
              if self.probes.template else "the default formats (no template given or stated in the prompts)"),
             ("deterministic", (self.contract.determinism or {}).get("deterministic")),
-            ("lambda package", self.package.get("path") or self.package.get("skipped", "")),
+            ("lambda package", self.package_facts().get("path") or self.package.get("skipped", "")),
         ]
         return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+    def package_facts(self) -> dict[str, Any]:
+        """The Lambda package for a report: its path inside the run folder (reward/lambda.zip), not on disk."""
+        facts = dict(self.package)
+        if facts.get("path"):
+            facts["path"] = portable(facts["path"], Path(facts["path"]).parent.parent)
+        return facts
 
     def _source_text(self) -> str:
         if self.reward.grader is not None and self.reward.source is not None:
@@ -126,7 +133,7 @@ class Prototype:
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / REPORT
-        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+        path.write_text(json.dumps(portable(self.to_dict(), folder.parent), indent=2, allow_nan=False))
         self.report_path = path
         return path
 

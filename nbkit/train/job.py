@@ -263,9 +263,9 @@ def save_job(run_dir: str | os.PathLike, handle: JobHandle, spec: JobSpec, plan:
         "dry_run": isinstance(handle, DryRunHandle),
         "surface": spec.surface,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "handle": handle.to_dict(),
-        "spec": spec.to_dict(),
-        "plan": plan.to_dict(),
+        "handle": layout.portable(handle.to_dict()),
+        "spec": portable_spec(spec.to_dict(), layout.root),
+        "plan": layout.portable(plan.to_dict()),
         "derived": derived or {},
     }
     if path.exists():
@@ -336,9 +336,68 @@ def load_job(run_dir_or_job_json: str | os.PathLike) -> JobHandle:
 
 
 def load_spec(run_dir_or_job_json: str | os.PathLike) -> JobSpec:
-    """The spec a recorded job was launched with."""
+    """The spec a recorded job was launched with (its paths usable from here, wherever the run folder is)."""
     path = job_path(run_dir_or_job_json)
-    return from_dict(read_job(path)["spec"], f"spec in {path}")
+    return from_dict(resolved_spec(read_job(path)["spec"], path.parent.parent), f"spec in {path}")
+
+
+# Spec fields that hold local paths: a record stores them relative to the run folder when they lie in it.
+SPEC_PATHS = ("train_data", "eval_data", "output", "model", "local.tracking_uri", "local.resume_from")
+
+
+def _spec_path_items(spec: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(section, key) of every path field present in a spec dict."""
+    items = []
+    for dotted in SPEC_PATHS:
+        section, _, key = dotted.rpartition(".")
+        holder = spec.get(section) if section else spec
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            items.append((holder, key))
+    return items
+
+
+def _is_local_path(key: str, value: str) -> bool:
+    """Whether a spec value names a file on this machine (not s3://, a model id, `tiny` or `last`)."""
+    if not value or ("://" in value and not value.startswith("sqlite:///")) or value.startswith(("arn:", "s3:")):
+        return False
+    if key == "model":  # tiny, a Nova model id, bedrock:/replay: specs, or a local folder
+        return Path(value).is_absolute() or Path(value).exists()
+    return not (key == "resume_from" and value == "last")
+
+
+def portable_spec(spec: dict[str, Any], run: str | os.PathLike) -> dict[str, Any]:
+    """A spec dict as a run folder records it: local paths made absolute (a relative one means relative to
+    the launching process's folder), then relative to the run folder when they lie in it."""
+    from nbkit.layout import portable
+
+    out = json.loads(json.dumps(spec, default=str))
+    for holder, key in _spec_path_items(out):
+        if _is_local_path(key, holder[key]):
+            holder[key] = portable(absolute(holder[key]), run)
+    return out
+
+
+def absolute(value: str) -> str:
+    """A local path or `sqlite:///` URI made absolute against the current folder (what it means here)."""
+    if value.startswith("sqlite:///"):
+        rest = value[len("sqlite:///"):]
+        return value if rest.startswith("/") or not rest else "sqlite:///" + str(Path(rest).absolute())
+    return value if "://" in value or Path(value).is_absolute() else str(Path(value).absolute())
+
+
+def resolved_spec(spec: dict[str, Any], run: str | os.PathLike) -> dict[str, Any]:
+    """The inverse of `portable_spec` for the run folder where the record is now."""
+    from nbkit.layout import resolve
+
+    out = json.loads(json.dumps(spec, default=str))
+    for holder, key in _spec_path_items(out):
+        value = holder[key]
+        if key == "model":  # "tiny" or a model id stay; a folder of the run is a stored relative path
+            if value and (Path(run) / value).exists():
+                holder[key] = resolve(value, run)
+        elif _is_local_path(key, value):
+            holder[key] = resolve(value, run)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- launch
@@ -415,7 +474,9 @@ def _continue_previous(run: Path, plan: Plan, restart: bool) -> tuple[JobHandle 
         _refuse_if_running(previous, run)
         return None, True
     state = previous.status()
-    changes = spec_changes(record.get("spec", {}), plan.spec.to_dict())
+    # both sides as the run folder stores them, so a moved (or copied) run folder is the same job
+    recorded = portable_spec(resolved_spec(record.get("spec", {}), run), run)
+    changes = spec_changes(recorded, portable_spec(plan.spec.to_dict(), run))
     steps = _max_steps_change(record.get("spec", {}), plan.spec.to_dict())
     name = f"{previous.backend} job {previous.job_id}"
     if state in ("pending", "running"):

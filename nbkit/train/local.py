@@ -173,7 +173,12 @@ class LocalRequest(StrictModel):
 
 
 class LocalJobConfig(StrictModel):
-    """`<training>/job/config.json`: the job a worker runs. The spec is the one source of every setting."""
+    """`<training>/job/config.json`: the job a worker runs. The spec is the one source of every setting.
+
+    In memory every path is absolute; on disk the ones inside the run folder are relative to it, and the
+    run folder itself is stored relative to the training folder the file lives in, so a moved run folder
+    reads (and resumes) its own files.
+    """
 
     job_id: str
     run_dir: str
@@ -186,16 +191,42 @@ class LocalJobConfig(StrictModel):
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> LocalJobConfig:
+        from nbkit.layout import resolve
+        from nbkit.train.job import resolved_spec
+
+        path = Path(path)
         try:
-            return cls.model_validate_json(Path(path).read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             raise UserError(f"{path} does not exist: start local jobs with nbkit.train.local.submit") from None
+        except ValueError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc}); submit the job again") from None
+        if isinstance(data, dict):
+            training = path.absolute().parent.parent  # <training>/job/config.json
+            run = Path(os.path.normpath(training / data.get("run_dir", "..")))
+            data |= {"run_dir": str(run), "training_dir": str(training),
+                     "tracking_uri": resolve(str(data.get("tracking_uri") or ""), run),
+                     "resume_from": resolve(data["resume_from"], run) if data.get("resume_from") else None}
+            if isinstance(data.get("spec"), dict):
+                data["spec"] = resolved_spec(data["spec"], run)
+        try:
+            return cls.model_validate(data)
         except ValidationError as exc:
             raise user_error(exc, f"{path} is not a local job configuration this version can run",
                              cls) from None
 
     def write(self, path: str | os.PathLike) -> None:
-        write_json_atomic(path, self.model_dump(mode="json"))
+        from nbkit.layout import portable
+        from nbkit.train.job import absolute, portable_spec
+
+        run, training = Path(self.run_dir), Path(self.training_dir)
+        data = self.model_dump(mode="json")
+        inside = training.resolve().is_relative_to(run.resolve())
+        data |= {"run_dir": os.path.relpath(run, training) if inside else str(run),
+                 "training_dir": portable(str(training), run), "spec": portable_spec(data["spec"], run),
+                 "tracking_uri": portable(absolute(self.tracking_uri), run),
+                 "resume_from": portable(absolute(self.resume_from), run) if self.resume_from else None}
+        write_json_atomic(path, data)
 
     def request(self, n_train: int | None = None) -> LocalRequest:
         return local_request(self.spec, Path(self.training_dir), n_train, self.tracking_uri)
@@ -250,6 +281,41 @@ def local_request(spec: JobSpec, training: Path | None, n_train: int | None,
         log_completions=loc.log_completions, reward_buckets=dict(BUCKETS), threads=loc.threads,
         device=loc.device, resume_from=loc.resume_from,
     )
+
+
+def job_summary(spec: JobSpec, request: LocalRequest) -> str:
+    """One line saying what the job trains: method, model, steps x rollouts, learning rate, reward."""
+    h, steps = spec.hyper, request.steps
+    method = "full-rank GRPO" if h.full_rank else f"GRPO with LoRA rank {h.lora_rank}"
+    budget = f"{steps.max_steps} steps" if steps.max_steps else f"{h.epochs} epoch(s)"
+    return (f"{spec.name}: {method} on {spec.model}, {budget} x {steps.rollouts_per_step} rollouts "
+            f"({steps.prompts_per_step} prompts x {h.number_generation} generations), learning rate "
+            f"{h.learning_rate:g}, reward {spec.reward}")
+
+
+def portable_mlflow_store(db: str | os.PathLike, run_root: str | os.PathLike) -> int:
+    """Store the artifact locations of an MLflow SQLite store relative to the run folder; returns how many
+    locations changed.
+
+    Why: MLflow records absolute `file://` locations, so a copied run folder would show the original's
+    artifacts (or none). A relative location is resolved by MLflow from the current folder: the run folder
+    for the worker and for `nbkit mlflow` (the UI). The tables are MLflow's, pinned by the pinned version
+    (nbkit.monitor.mlflow_reader reads the same store with SQL).
+    """
+    import sqlite3
+
+    from nbkit.layout import portable
+
+    changed = 0
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        for table, key, column in (("experiments", "experiment_id", "artifact_location"),
+                                   ("runs", "run_uuid", "artifact_uri")):
+            for row_id, location in con.execute(f"SELECT {key}, {column} FROM {table}").fetchall():
+                relative = portable(location, run_root) if location else location
+                if relative != location:
+                    con.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (relative, row_id))
+                    changed += 1
+    return changed
 
 
 def grpo_config_kwargs(spec: JobSpec, max_steps: int | None) -> dict[str, Any]:
@@ -757,6 +823,12 @@ def load_tuned_model_path(manifest_or_run_dir: str | os.PathLike) -> Path:
             "it cannot be loaded as a local model"
         )
     folder = Path(checkpoint)
+    if not folder.is_absolute():  # relative to the run folder the manifest was written in
+        runs = [p for p in (path.absolute(), *path.absolute().parents) if (p / folder / "config.json").exists()]
+        if not runs:
+            raise UserError(f"the manifest in {path} names {checkpoint} relative to its run folder, and no folder "
+                            f"above {path} holds it: pass the run folder (or its training/output folder)")
+        folder = runs[0] / folder
     if not (folder / "config.json").exists():
         raise UserError(f"the manifest points at {folder}, which is not a model folder (no config.json)")
     return folder

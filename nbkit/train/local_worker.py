@@ -15,6 +15,7 @@ at the top on purpose; `nbkit.train` never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,13 +38,22 @@ from nbkit.errors import UserError
 from nbkit.layout import RunLayout
 from nbkit.plain import content_text
 from nbkit.train.job import write_json_atomic
-from nbkit.train.local import LocalJobConfig, LocalPaths, _now, read_progress, reward_stats
+from nbkit.train.local import (
+    LocalJobConfig,
+    LocalPaths,
+    _now,
+    job_summary,
+    portable_mlflow_store,
+    read_progress,
+    reward_stats,
+)
 from nbkit.train.nova_layout import nova_row, write_output
 
 MLFLOW_TABLE_DIR = "completions"
 KL_ROLLOUTS = 16  # rollouts per step (spread over the groups) the KL-to-base estimate runs on when beta = 0
 EVAL_TABLE_DIR = "validation"
-# TRL's log keys -> the normalized metric names (docs/CONVENTIONS.md) they also go under.
+# TRL's log keys -> the normalized metric names (docs/CONVENTIONS.md) they are logged under instead: one
+# name per metric. TRL's other keys (loss, advantages, clip ratios, lengths, step_time) keep their names.
 TRL_TO_NORMALIZED = {
     "entropy": "entropy",
     "kl": "kl",
@@ -52,6 +62,25 @@ TRL_TO_NORMALIZED = {
     "learning_rate": "lr",
     "grad_norm": "grad_norm",
 }
+# TRL's copies of what the reward statistics of this worker carry (reward_mean, reward_std,
+# zero_var_group_share): TRL's mean of the summed rewards and its per-function mean/std (one reward here).
+TRL_REWARD_KEYS = ("reward", "frac_reward_zero_std")
+TRL_REWARD_PREFIX = "rewards/"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the training runs
+DESCRIPTION_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+
+
+def normalized_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """TRL's numeric log values under one name each: renamed where a normalized name exists, TRL's reward
+    copies dropped (the adapter's reward statistics replace them)."""
+    values = {}
+    for key, value in logs.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if key in TRL_REWARD_KEYS or key.startswith(TRL_REWARD_PREFIX):
+            continue
+        values[TRL_TO_NORMALIZED.get(key, key)] = float(value)
+    return values
 
 
 def completion_text(completion: Any) -> str:
@@ -309,20 +338,43 @@ def trainer_class() -> type[Any]:
 
 
 class MlflowLogger:
-    """The job's MLflow run through the client API (no global active run, so TRL cannot log into it)."""
+    """The job's MLflow run through the client API (no global active run, so TRL cannot log into it).
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None) -> None:
+    With `run_root` (the run's own store), artifact locations are stored relative to the run folder, so a
+    copied run folder shows its own artifacts: MLflow resolves such locations from the current folder,
+    hence every artifact call runs with the run folder as the current folder.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None,
+                 run_root: Path | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
+        self.run_root = run_root
         self.client = MlflowClient(tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
+        with self._in_run_folder():
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
+                                                                   tags=EXPERIMENT_KIND)
+            else:
+                self.experiment_id = exp.experiment_id
+                if not all(exp.tags.get(k) == v for k, v in EXPERIMENT_KIND.items()):
+                    for key, value in EXPERIMENT_KIND.items():
+                        self.client.set_experiment_tag(self.experiment_id, key, value)
+        self._make_portable()
         self.run_id: str | None = None
+
+    def _in_run_folder(self) -> Any:
+        return contextlib.chdir(self.run_root) if self.run_root is not None else contextlib.nullcontext()
+
+    def _make_portable(self) -> None:
+        from nbkit.monitor.mlflow_reader import sqlite_path
+
+        db = sqlite_path(self.tracking_uri)
+        if self.run_root is not None and db is not None:
+            portable_mlflow_store(db, self.run_root)
 
     def start(self, run_id: str | None, run_name: str, tags: dict[str, str]) -> str:
         """Continue `run_id` (a resumed job) or create a new run."""
@@ -331,6 +383,7 @@ class MlflowLogger:
             self.run_id = run_id
         else:
             self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        self._make_portable()
         return self.run_id
 
     @property
@@ -339,6 +392,10 @@ class MlflowLogger:
         if self.run_id is None:
             raise RuntimeError("MlflowLogger.start() was not called")
         return self.run_id
+
+    def describe(self, text: str) -> None:
+        """The run's description (what the MLflow UI shows on the run page)."""
+        self.client.set_tag(self.active_run, DESCRIPTION_TAG, text)
 
     def params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -358,13 +415,16 @@ class MlflowLogger:
     def table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
         import pandas as pd
 
-        self.client.log_table(self.active_run, pd.DataFrame(rows), artifact_file)
+        with self._in_run_folder():
+            self.client.log_table(self.active_run, pd.DataFrame(rows), artifact_file)
 
     def dict(self, data: dict[str, Any], artifact_file: str) -> None:
-        self.client.log_dict(self.active_run, data, artifact_file)
+        with self._in_run_folder():
+            self.client.log_dict(self.active_run, data, artifact_file)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.active_run, str(path), artifact_path)
+        with self._in_run_folder():
+            self.client.log_artifact(self.active_run, str(path.absolute()), artifact_path)
 
     def end(self, status: str) -> None:
         if self.run_id:
@@ -444,6 +504,7 @@ class Worker:
     def __init__(self, job_dir: str | os.PathLike) -> None:
         self.config = LocalJobConfig.read(Path(job_dir) / "config.json")
         self.files = LocalPaths(self.config.training_dir)
+        self.layout = RunLayout(self.config.run_dir)
         self.spec = self.config.spec
         self.request = self.config.request()  # the plan as reviewed; resolved again once the data is read
         self.job_id = self.config.job_id
@@ -462,6 +523,11 @@ class Worker:
             raise RuntimeError("the MLflow run has not been started")
         return self.logger
 
+    @property
+    def summary(self) -> str:
+        """The job in one line (the MLflow run's description)."""
+        return job_summary(self.spec, self.request)
+
     # -- status ----------------------------------------------------------------------------------------
 
     def set_status(self, status: str, **fields: Any) -> None:
@@ -475,7 +541,7 @@ class Worker:
         if self.logger is not None and self.logger.run_id:
             record.update(mlflow_run_id=self.logger.run_id, tracking_uri=self.logger.tracking_uri)
         self.status_record = record
-        write_json_atomic(self.files.status, record)
+        write_json_atomic(self.files.status, self.layout.portable(record))
 
     def progress_line(self, row: dict[str, Any]) -> None:
         with open(self.files.progress, "a") as fh:
@@ -579,17 +645,21 @@ class Worker:
     def _start_mlflow(self, model_path: Path, resume_from: str | None) -> None:
         uri = self.config.tracking_uri
         default = uri == self.files.default_tracking_uri()
-        self.logger = MlflowLogger(uri, self.spec.local.experiment, self.files.mlartifacts if default else None)
+        portable = default and self.files.training.resolve().is_relative_to(self.layout.root.resolve())
+        self.logger = MlflowLogger(uri, self.spec.local.experiment, self.files.mlartifacts if default else None,
+                                   run_root=self.layout.root if portable else None)
         run_id = self.config.mlflow_run_id if resume_from else None
-        tags = {"nbkit.job_id": self.job_id, "nbkit.backend": "local", "nbkit.run_dir": self.config.run_dir,
+        tags = {"nbkit.job_id": self.job_id, "nbkit.backend": "local", "nbkit.run": self.layout.root.name,
                 "mlflow.source.name": "nbkit.train.local_worker"}
         self.logger.start(run_id, self.job_id, tags)
+        self.logger.describe(self.summary)
         if run_id:
             self.logger.client.set_tag(run_id, f"nbkit.resumed_from.{self.status_record.get('attempt', 0)}",
-                                       str(resume_from))
+                                       self.layout.relative(str(resume_from)))
         else:
-            spec, request = self.spec.model_dump(mode="json"), self.request.model_dump(mode="json")
-            self.logger.params(flatten_params(spec, request) | {"model_path": str(model_path)})
+            spec = self.layout.portable(self.spec.model_dump(mode="json"))
+            request = self.layout.portable(self.request.model_dump(mode="json"))
+            self.logger.params(flatten_params(spec, request) | {"model_path": self.layout.relative(model_path)})
             self.logger.dict(spec, "spec.json")
             self.logger.dict(request, "plan.json")
         self.config.mlflow_run_id = self.logger.run_id
@@ -601,11 +671,7 @@ class Worker:
 
     def log_step(self, step: int, logs: dict[str, Any], epoch: float, max_steps: int) -> None:
         """Merge TRL's log with the adapter's reward stats for the steps since the last log; write them out."""
-        values = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and v is not None
-                  and not isinstance(v, bool)}
-        for trl_key, name in TRL_TO_NORMALIZED.items():
-            if trl_key in values:
-                values[name] = values[trl_key]
+        values = normalized_metrics(logs)
         records = self.adapter.pop_steps(step) if self.adapter else []
         if records:
             keys = records[-1].stats.keys()
@@ -647,13 +713,14 @@ class Worker:
         self.set_status("running", phase="saving")
         step = int(trainer.state.global_step)
         final = save_final_model(trainer, self.files.final_checkpoint, {
-            "job_id": self.job_id, "base_model": str(base_model), "step": step, "status": status,
-            "lora": self.request.peft,
+            "job_id": self.job_id, "base_model": self.layout.relative(base_model), "step": step,
+            "status": status, "lora": self.request.peft,
         })
         rows = self._nova_rows(step)
-        archive = write_output(self.files.output_dir, final, rows)
+        archive = write_output(self.files.output_dir, self.layout.relative(final), rows)
         consolidate_completions(self.files)
         self.run_logger.artifact(archive, "output")
+        self.run_logger.describe(f"{self.summary}. {status.capitalize()} at step {step}.")
         self.run_logger.end("FINISHED" if status == "completed" else "KILLED")
         self.set_status(status, phase="done", step=step, checkpoint=str(final), output=str(archive),
                         ended=_now(), seconds=round(time.perf_counter() - self.started, 1),
@@ -708,7 +775,7 @@ class Worker:
         handle.update(mlflow_run_id=self.logger.run_id if self.logger else handle.get("mlflow_run_id"),
                       tracking_uri=self.config.tracking_uri, output_dir=str(self.files.output_dir),
                       checkpoint=str(self.files.final_checkpoint))
-        record["handle"] = handle
+        record["handle"] = self.layout.portable(handle)
         write_json_atomic(path, record)
 
 

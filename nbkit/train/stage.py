@@ -34,8 +34,55 @@ class Launch:
 
     def derived_table(self) -> str:
         if self.derived is None:
-            return "derived quantities: the training data's size is unknown here (s3:// data), so none are shown"
+            return f"derived quantities: none shown, {size_unknown(self.spec.train_data)}"
         return self.derived.table()
+
+    def describe(self) -> str:
+        """What will run and what it costs, in a few sentences (Markdown) a report reader follows."""
+        from nbkit.layout import RunLayout
+        from nbkit.train.spec import SURFACE_TITLES
+
+        spec, d, layout = self.spec, self.derived, RunLayout(self.run_dir)
+        h = spec.hyper
+        method = "full-rank GRPO" if h.full_rank else f"GRPO with LoRA (rank {h.lora_rank}, alpha {h.lora_alpha})"
+        data = f"`{layout.relative(spec.train_data)}`" + (f" ({d.n_train:,} prompts)" if d else "")
+        parts = [f"**What will run.** {SURFACE_TITLES.get(spec.surface, spec.surface)}: {method} on model "
+                 f"`{spec.model}`, trained on {data} with reward `{spec.reward or spec.aws.reward_lambda_arn}`, "
+                 f"learning rate {h.learning_rate:g}."]
+        if d is not None:
+            parts.append(f"It takes {d.total_steps:,} steps of {d.rollouts_per_step:,} rollouts ({d.prompts_per_step:,} "
+                         f"prompts x {h.number_generation} generations), {d.epochs_effective:.2f} passes over the "
+                         f"prompts: {d.total_rollouts:,} rollouts, each scored by the reward.")
+            cost = "free (this machine)" if spec.surface == "local" else (
+                f"about ${d.cost_usd:,.2f}" if d.cost_usd is not None else "not estimated (see the assumptions)")
+            wall = f"about {_duration(d.wall_time_s)}" if d.wall_time_s else "not estimated"
+            parts.append(f"**What it costs.** Wall time {wall}; cost {cost}.")
+        else:
+            parts.append(f"**What it costs.** Not estimated: {size_unknown(spec.train_data)}.")
+        mode = ("a **dry run**: nothing is submitted or trained (set `dry_run: false` to train)" if spec.dry_run
+                else "**launched** when the Launch cell runs" + (" (in the background on this machine)"
+                                                                 if spec.backend == "local" else ""))
+        parts.append(f"**Where it is recorded.** This is {mode}; the job is recorded in "
+                     f"`{layout.relative(layout.job_record)}`" + (
+                         ", its metrics in the run's MLflow store (`nbkit mlflow` on the run folder) and its "
+                         "checkpoints in `training/checkpoints/`." if spec.backend == "local" else
+                         f", its outputs in `{spec.output or spec.aws.output_s3_path or 's3://<s3_bucket>/<s3_prefix>/output'}`."))
+        return "\n\n".join(parts)
+
+    def spec_rows(self) -> list[dict[str, str]]:
+        """The spec as (setting, value, allowed on this surface) rows, the run's paths relative to it."""
+        from nbkit.layout import RunLayout
+
+        layout = RunLayout(self.run_dir)
+        return [{"setting": a, "value": layout.relative(b), "allowed on this surface": c}
+                for a, b, c in self.spec.rows()]
+
+    def plan_rows(self) -> list[dict[str, str]]:
+        """Exactly what the backend runs or sends, flattened to (setting, value) rows."""
+        from nbkit.layout import RunLayout
+
+        layout = RunLayout(self.run_dir)
+        return [{"setting": k, "value": layout.relative(_plain(v))} for k, v in _flatten(self.plan.request)]
 
     def start(self, wait: bool = True, timeout: float | None = None, poll_s: float = 2.0) -> LaunchResult:
         """Submit (unless a dry run), re-attach or resume, and with `wait` follow the job to its end."""
@@ -70,6 +117,29 @@ class LaunchResult:
                 text += f". {checked.headline()}"
         return text
 
+    def records(self) -> dict[str, str]:
+        """Where the job is recorded (job record, MLflow run, outputs), relative to the run folder."""
+        from nbkit.layout import RunLayout
+
+        layout = RunLayout(self.handle.run_dir)
+        out = {"job": f"{self.handle.backend} job {self.handle.job_id}: {self.state}",
+               "job record": layout.relative(layout.job_record)}
+        for key, value in self.handle.to_dict().items():
+            if key not in ("backend", "job_id", "description", "dry_run") and value not in (None, ""):
+                out[key.replace("_", " ")] = layout.relative(_plain(value))
+        return out
+
+
+def size_unknown(train_data: str) -> str:
+    """Why the training set cannot be counted here, in words."""
+    if not train_data:
+        return "no train_data: give the training JSONL to see steps, rollouts and cost"
+    if train_data.startswith("s3://"):
+        return (f"the training data is on S3 ({train_data}): its size is unknown here; pass n_train= to the "
+                "editor to see steps, rollouts and cost")
+    return (f"{train_data} does not exist yet (notebook 01 writes a run's data): steps, rollouts and cost "
+            "follow once it does, or pass n_train= to the editor")
+
 
 def prepare_spec(spec: JobSpec, run_dir: str | os.PathLike, prices: str | None = None,
                  restart: bool = False) -> Launch:
@@ -92,3 +162,29 @@ def prepare(P: LaunchTrainingParams) -> Launch:
 def run(P: LaunchTrainingParams) -> LaunchResult:
     """Notebook 04's stage end to end: prepare, launch, and with `wait` follow the job to its end."""
     return prepare(P).start(wait=P.wait, timeout=P.timeout_s)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested mapping; a list of mappings is numbered."""
+    if isinstance(value, dict) and value:
+        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [item for i, v in enumerate(value) for item in _flatten(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), value)]
+
+
+def _plain(value: Any) -> str:
+    """A plan value as text: lists joined, empty ones named."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if value in ("", None):
+        return "(empty)" if value == "" else "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
