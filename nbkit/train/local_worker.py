@@ -260,6 +260,30 @@ def trainer_class() -> type:
     class WorkbenchGRPOTrainer(GRPOTrainer):
         measure_kl: bool = True
 
+        def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any,
+                                  num_generations: int, has_tool_images: bool = False) -> Any:
+            """A group's rollouts share their prompt's forward pass (nbkit.train.shared_prompts)."""
+            from nbkit.train.shared_prompts import generate
+
+            completions = None if has_tool_images else generate(self, prompt_ids, images, multimodal_fields)
+            if completions is None:
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                     has_tool_images)
+            return completions, None
+
+        def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
+                                               logits_to_keep: int, batch_size: int | None = None,
+                                               compute_entropy: bool = False, **extra: Any) -> Any:
+            """The loss's log-probs with one prompt pass per group (nbkit.train.shared_prompts)."""
+            from nbkit.train.shared_prompts import completion_logps
+
+            out = completion_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                   compute_entropy, extra)
+            if out is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **extra)
+            return out
+
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             output = super()._generate_and_score_completions(inputs)
             mode = "train" if self.model.training else "eval"
