@@ -138,9 +138,12 @@ class RewardAdapter:
             seen[pid] = k + 1
             sample_index.append(k)
             samples.append(make_sample(rec, text, variant=self.variant, sample_id=f"{pid}#s{step}-{k}"))
+        prompts = [prompt_text(rec) for rec in records] if self.record_rows else []
         started = time.perf_counter()
+        # The samples and the records they share data with are built for this call and only their prompt texts
+        # (read above) are used after it, so the reward may have them without a defensive copy.
         report = run_harness(self.reward, samples, batch_size=max(1, len(samples)), workers=0,
-                             timeout=self.timeout, score_range=None)
+                             timeout=self.timeout, score_range=None, copy_samples=False)
         elapsed = time.perf_counter() - started
         self.reward_seconds += elapsed
         scores = [float(s) for s in report.scores(default=0.0)]
@@ -148,11 +151,11 @@ class RewardAdapter:
         stats = reward_stats(scores, statuses, list(prompt_id), self.buckets)
         rows = []
         if self.record_rows:
-            for i, rec in enumerate(records):
+            for i in range(len(records)):
                 metrics = report.metric_list[i] or {}
                 rows.append({
                     "step": step, "prompt_id": prompt_id[i], "sample": sample_index[i],
-                    "prompt": prompt_text(rec), "completion": texts[i], "reward": scores[i],
+                    "prompt": prompts[i], "completion": texts[i], "reward": scores[i],
                     "status": statuses[i], "error": report.errors[i] or "",
                     "components": json.dumps(metrics, sort_keys=True), "num_tokens": len(completion_ids[i]),
                 })
