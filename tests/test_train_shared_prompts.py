@@ -141,3 +141,32 @@ def test_prompt_groups_find_repeated_rows_wherever_they_are():
     first, which = prompt_groups(ids, mask)
     assert len(first) == 4 and torch.equal(mask[first][which], mask)
     assert prompt_groups(ids[:2], mask[:2]) is None
+
+
+def test_kl_to_base_reads_whole_prompt_groups_through_the_shared_pass(trainer, monkeypatch):
+    """The KL estimate takes its rollouts from a few whole groups, so its two passes share prompts too."""
+    import torch
+
+    from nbkit.policy.hf import left_pad
+    from nbkit.train import shared_prompts
+
+    prompts = repeated_prompts(trainer)  # grouped, as rollouts are before the loss shuffles them
+    ids, mask = left_pad(prompts, trainer.processing_class.pad_token_id)
+    g = torch.Generator().manual_seed(1)
+    completion = torch.randint(0, 300, (len(prompts), NEW_TOKENS), generator=g)
+    output = {"prompt_ids": ids, "prompt_mask": mask, "completion_ids": completion,
+              "completion_mask": torch.ones_like(completion)}
+    calls = []
+    real = shared_prompts.completion_logps
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(shared_prompts, "completion_logps", spy)
+    ours = trainer._kl_to_base(output)
+    assert calls == [True, True], "policy and base passes both shared their prompts"
+    monkeypatch.setattr(shared_prompts, "completion_logps", lambda *a, **k: None)  # TRL's full passes
+    assert ours == pytest.approx(trainer._kl_to_base(output), rel=1e-4, abs=1e-7)
+    assert ours > 0, "the adapter moved the policy off the base model"
