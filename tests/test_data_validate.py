@@ -169,7 +169,9 @@ class CollidingIndex(IdIndex):
 
 
 @pytest.mark.parametrize("index_class", [IdIndex, CollidingIndex])
-def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class):
+@pytest.mark.parametrize("run_max", [IdIndex.RUN_MAX, 48])
+def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class, run_max, monkeypatch):
+    monkeypatch.setattr(IdIndex, "RUN_MAX", run_max)
     index, reference, rng = index_class(chunk=16), {}, random.Random(0)
     for number in range(1, 700):
         rid = f"id-{rng.randrange(400)}" if number % 7 else f"id-\u00e9-{number}"
@@ -178,6 +180,8 @@ def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class
             index.add(rid, number)
             reference[rid] = number
     assert len(index) == len(reference) and len(index.runs) > 1 and index.count > 300
+    assert max(map(len, index.runs)) <= run_max
+    assert all(list(run) == sorted(run) for run in index.runs)
     index.close()
 
 

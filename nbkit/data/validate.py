@@ -16,9 +16,12 @@ import re
 import struct
 import tempfile
 import time
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -521,32 +524,33 @@ class ValidationReport:
         return pd.DataFrame(rows, columns=["severity", "code", "count", "meaning"])
 
 
-_MASK64 = (1 << 64) - 1
-_SPILL_HEADER = struct.Struct("<QI")  # line number, length of the UTF-8 id that follows
+_LOW32 = (1 << 32) - 1
 
 
 class IdIndex:
-    """The ids of the valid lines so far and the line that used each, in ~18 bytes an id, exactly.
+    """The ids of the valid lines so far and the line that used each, in ~12 bytes an id, exactly.
 
-    The newest `chunk` ids sit in a dict. Older ones are kept as 64-bit hashes in sorted numpy runs, merged
-    like a binary counter (at most log2(ids / chunk) runs), behind a bit filter of ~16 bits an id, so an id
-    not seen before usually costs one bit test. The ids themselves, with their line numbers, go to a temporary
-    spill file: a hash match is confirmed by reading the earlier id back, so two different ids that share a
-    hash are never reported as duplicates. A set of 720,000 ids (a 200 MB file) takes ~13 MB instead of ~115.
+    The newest `chunk` ids sit in a dict. Older ones are kept as sorted runs of 64-bit keys (a 32-bit hash of
+    the id above the id's entry number) in `array`s, merged like a binary counter up to RUN_MAX keys, behind a
+    bit filter of 16 to 64 bits an id, so an id not seen before usually costs one bit test. The ids themselves
+    and their line numbers go to a temporary spill file, one block per chunk: a hash match is confirmed by
+    reading the earlier id back, so ids that share a hash are never reported as duplicates. 720,000 ids (a
+    200 MB file) take ~9 MB here against ~60 MB as dict keys (bench/validate.py). Up to 2**32 ids.
     """
 
     CHUNK = 8192  # ids kept exactly in the dict before they move to a run
-    _hash = staticmethod(hash)  # any 64-bit hash will do: matches are checked against the id itself
+    RUN_MAX = 1 << 17  # keys in the largest run: a merge never copies more than ~1 MB of keys
+    _hash = staticmethod(hash)  # any hash will do: matches are checked against the id itself
 
     def __init__(self, chunk: int | None = None) -> None:
         self.chunk = chunk or self.CHUNK
         self.recent: dict[str, int] = {}
-        self.runs: list[tuple[Any, Any]] = []  # (sorted hashes uint64, spill offsets int64) per run
-        self.count = 0  # ids in the runs
-        self.filter = bytearray(0)
-        self.filter_mask = -1
+        self.runs: list[array] = []  # sorted keys: hash << 32 | entry number
+        self.count = 0  # ids in the runs (entry numbers 0..count-1, `chunk` a block)
+        self.filter = bytearray(8)
+        self.filter_mask = 63
         self._spill: IO[bytes] | None = None
-        self._spill_end = 0
+        self._blocks: list[int] = []  # where each chunk's block starts in the spill file
 
     def __len__(self) -> int:
         return self.count + len(self.recent)
@@ -556,7 +560,7 @@ class IdIndex:
         line = self.recent.get(rid)
         if line is not None or not self.count:
             return line
-        h = self._hash(rid) & _MASK64
+        h = self._hash(rid) & _LOW32
         bit = h & self.filter_mask
         if not self.filter[bit >> 3] >> (bit & 7) & 1:
             return None
@@ -573,70 +577,67 @@ class IdIndex:
             self._spill = None
 
     def _lookup(self, rid: str, h: int) -> int | None:
-        import numpy as np
-
-        key = np.uint64(h)
-        for hashes, offsets in self.runs:
-            i = int(hashes.searchsorted(key))
-            while i < len(hashes) and hashes[i] == key:
-                line, stored = self._read(int(offsets[i]))
+        low = h << 32
+        for run in self.runs:
+            i = bisect_left(run, low)
+            while i < len(run) and run[i] >> 32 == h:
+                line, stored = self._read(run[i] & _LOW32)
                 if stored == rid:
                     return line
                 i += 1
         return None
 
-    def _read(self, offset: int) -> tuple[int, str]:
+    def _read(self, number: int) -> tuple[int, str]:
+        """(line, id) of an entry: its block holds the chunk's line numbers, the ends of its ids, the ids."""
         spill = self._spill
         assert spill is not None
         spill.flush()
-        fd = spill.fileno()
-        line, size = _SPILL_HEADER.unpack(os.pread(fd, _SPILL_HEADER.size, offset))
-        return line, os.pread(fd, size, offset + _SPILL_HEADER.size).decode("utf-8", "surrogatepass")
+        fd, n = spill.fileno(), self.chunk
+        block, k = divmod(number, n)
+        base = self._blocks[block]
+        (line,) = _INT64.unpack(os.pread(fd, 8, base + 8 * k))
+        start, end = _INT64X2.unpack(os.pread(fd, 16, base + 8 * n + 8 * k))
+        return line, os.pread(fd, end - start, base + 16 * n + 8 + start).decode("utf-8", "surrogatepass")
 
     def _freeze(self) -> None:
-        """Move the dict's ids to the spill file and a new sorted run; merge runs of similar size."""
-        import numpy as np
-
+        """Move the dict's ids to a block of the spill file and a new sorted run; merge runs of similar size."""
         if self._spill is None:
             self._spill = tempfile.TemporaryFile(prefix="nbkit-ids-")  # noqa: SIM115 (closed by close())
-        pack, offsets, parts, end = _SPILL_HEADER.pack, [], [], self._spill_end
-        for rid, line in self.recent.items():
-            data = rid.encode("utf-8", "surrogatepass")
-            parts.append(pack(line, len(data)))
-            parts.append(data)
-            offsets.append(end)
-            end += _SPILL_HEADER.size + len(data)
-        self._spill.write(b"".join(parts))
-        self._spill_end = end
-        hashes = np.fromiter((self._hash(rid) & _MASK64 for rid in self.recent), dtype=np.uint64, count=len(self.recent))
-        order = np.argsort(hashes, kind="stable")
-        self.runs.append((hashes[order], np.asarray(offsets, dtype=np.int64)[order]))
+        data = [rid.encode("utf-8", "surrogatepass") for rid in self.recent]
+        self._blocks.append(self._spill.seek(0, os.SEEK_END))
+        self._spill.write(array("q", self.recent.values()).tobytes())
+        self._spill.write(array("q", (0, *accumulate(map(len, data)))).tobytes())  # n + 1 ends
+        self._spill.write(b"".join(data))
+        first, hashed = self.count, map(self._hash, self.recent)
+        keys = array("Q", sorted((h & _LOW32) << 32 | number for number, h in enumerate(hashed, first)))
         self.count += len(self.recent)
         self.recent.clear()
-        while len(self.runs) > 1 and len(self.runs[-2][0]) <= len(self.runs[-1][0]):
-            (h1, o1), (h2, o2) = self.runs.pop(), self.runs.pop()
-            merged = np.concatenate([h2, h1])
-            order = np.argsort(merged, kind="stable")
-            self.runs.append((merged[order], np.concatenate([o2, o1])[order]))
+        self.runs.append(keys)
+        while (len(self.runs) > 1 and len(self.runs[-2]) <= len(self.runs[-1])
+               and len(self.runs[-2]) + len(self.runs[-1]) <= self.RUN_MAX):
+            newer = self.runs.pop()
+            self.runs.append(array("Q", sorted(self.runs.pop() + newer)))  # Timsort merges the two runs
         if self.count * 16 > len(self.filter) * 8:
             self._rebuild_filter()
         else:
-            self._set_bits(self.runs[-1][0] if len(self.runs) == 1 else hashes)
+            self._set_bits(keys)
 
     def _rebuild_filter(self) -> None:
         """A filter of 16 to 64 bits an id (a false hit at most ~6% of new ids, each costing a search)."""
-        bits = 1 << max(16, (self.count * 64 - 1).bit_length())
+        bits = 1 << min(32, max(16, (self.count * 64 - 1).bit_length()))
         self.filter = bytearray(bits // 8)
         self.filter_mask = bits - 1
-        for hashes, _ in self.runs:
-            self._set_bits(hashes)
+        for run in self.runs:
+            self._set_bits(run)
 
-    def _set_bits(self, hashes: Any) -> None:
-        import numpy as np
+    def _set_bits(self, keys: Iterable[int]) -> None:
+        f, mask = self.filter, self.filter_mask
+        for key in keys:
+            bit = (key >> 32) & mask
+            f[bit >> 3] |= 1 << (bit & 7)
 
-        bit = hashes & np.uint64(self.filter_mask)
-        np.bitwise_or.at(np.frombuffer(self.filter, dtype=np.uint8), (bit >> np.uint64(3)).astype(np.intp),
-                         (np.uint8(1) << (bit & np.uint64(7)).astype(np.uint8)))
+
+_INT64, _INT64X2 = struct.Struct("<q"), struct.Struct("<qq")
 
 
 class _Validation:
