@@ -57,9 +57,9 @@ class TinyRecipe:
     max_position_embeddings: int = 1024
     lr: float = 1.0e-3
     warmup_steps: int = 20
-    batch_size: int = 32
-    max_steps: int = 3000
-    eval_every: int = 50
+    batch_size: int = 64  # fewer, larger steps: 64 reached the gate in as few examples as 32 (40k vs 41-51k)
+    max_steps: int = 1500
+    eval_every: int = 25
     target_accuracy: float = 0.3
     gate_on: str = "train"  # "train": gate on prompts trained on; "heldout": on prompts kept out of training
     gate_prompts: int = 64

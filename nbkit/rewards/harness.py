@@ -273,7 +273,7 @@ class _Columns:
 _ID = itemgetter("id")
 _SCORE = itemgetter("aggregate_reward_score")
 _NAME = itemgetter("name")
-_NAME_TYPE = itemgetter("name", "type")
+_TYPE = itemgetter("type")
 _NUMBER_TYPES = frozenset({float, int})
 METRIC_TYPE_SET = frozenset(METRIC_TYPES)
 _NONE_LEN = -1
@@ -292,7 +292,10 @@ def _numbers(values: list[Any]) -> set[type] | None:
 def _store_metrics(cols: _Columns, start: int, stop: int, metric_lists: list[Any]) -> bool:
     """Keep a call's metrics when every metrics_list is a list of well-formed entries, checked over all the
     call's entries at once in C-level passes (`list.__len__` and `dict.get` refuse anything but lists and
-    dicts, as the per-result checks do); False sends the call to those checks, which say what is wrong."""
+    dicts, as the per-result checks do); False sends the call to those checks, which say what is wrong.
+
+    Rewards usually name the same metrics in the same order for every sample: then names and types are
+    compared with the first sample's as whole lists (identity-fast) and only that sample's are checked."""
     try:
         whole = metric_lists.count(None) == 0
         if whole:
@@ -302,13 +305,20 @@ def _store_metrics(cols: _Columns, start: int, stop: int, metric_lists: list[Any
             counts = [_NONE_LEN if ml is None else list.__len__(ml) for ml in metric_lists]
             entries = [e for ml in metric_lists if ml is not None for e in ml]
         values = list(map(dict.get, entries, repeat("value")))
-        if _numbers(values) is None or not all(type(name) is str and name and kind in METRIC_TYPE_SET
-                                               for name, kind in set(map(_NAME_TYPE, entries))):  # a few pairs
+        names = list(map(_NAME, entries))
+        kinds = list(map(_TYPE, entries))
+        k = counts[0]
+        if whole and k and names == names[:k] * len(counts) and kinds == kinds[:k] * len(counts):
+            names_seen, kinds_seen = names[:k], kinds[:k]  # the same k names and types for every sample
+        else:
+            names_seen, kinds_seen = set(names), set(kinds)
+        if _numbers(values) is None or not all(type(name) is str and name for name in names_seen) or not all(
+                kind in METRIC_TYPE_SET for kind in kinds_seen):
             return False
     except (KeyError, TypeError):
         return False
     cols.metric_counts.extend(counts)
-    cols.metric_names.extend(map(_NAME, entries))
+    cols.metric_names.extend(names)
     cols.metric_values.extend(values)
     cols.chunk_starts.append(start)
     cols.chunk_stops.append(stop)
