@@ -274,6 +274,8 @@ _ID = itemgetter("id")
 _SCORE = itemgetter("aggregate_reward_score")
 _NAME = itemgetter("name")
 _TYPE = itemgetter("type")
+_FIRST = itemgetter(0)
+_LIST_ONLY, _LIST_OR_NONE = frozenset({list}), frozenset({list, type(None)})
 _NUMBER_TYPES = frozenset({float, int})
 METRIC_TYPE_SET = frozenset(METRIC_TYPES)
 _NONE_LEN = -1
@@ -291,19 +293,24 @@ def _numbers(values: list[Any]) -> set[type] | None:
 
 def _store_metrics(cols: _Columns, start: int, stop: int, metric_lists: list[Any]) -> bool:
     """Keep a call's metrics when every metrics_list is a list of well-formed entries, checked over all the
-    call's entries at once in C-level passes (`list.__len__` and `dict.get` refuse anything but lists and
-    dicts, as the per-result checks do); False sends the call to those checks, which say what is wrong.
+    call's entries at once in C-level passes (lists by exact type, entries through `dict.get`, which refuses
+    anything but dicts, as the per-result checks do); False sends the call to those checks, which say what
+    is wrong.
 
     Rewards usually name the same metrics in the same order for every sample: then names and types are
     compared with the first sample's as whole lists (identity-fast) and only that sample's are checked."""
     try:
-        whole = metric_lists.count(None) == 0
+        containers = set(map(type, metric_lists))
+        whole = containers == _LIST_ONLY
         if whole:
-            counts = list(map(list.__len__, metric_lists))
-            entries = list(chain.from_iterable(metric_lists))
-        else:
-            counts = [_NONE_LEN if ml is None else list.__len__(ml) for ml in metric_lists]
+            counts = list(map(len, metric_lists))
+            single = counts.count(1) == len(counts)  # one metric a sample, the commonest case: no chaining
+            entries = list(map(_FIRST, metric_lists)) if single else list(chain.from_iterable(metric_lists))
+        elif containers == _LIST_OR_NONE:
+            counts = [_NONE_LEN if ml is None else len(ml) for ml in metric_lists]
             entries = [e for ml in metric_lists if ml is not None for e in ml]
+        else:  # a tuple, a dict, a string ...: the per-result checks say which
+            return False
         values = list(map(dict.get, entries, repeat("value")))
         names = list(map(_NAME, entries))
         kinds = list(map(_TYPE, entries))
