@@ -11,13 +11,14 @@ path and a fix, and run several times faster than a generic schema validator (se
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import struct
 import tempfile
 import time
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -528,29 +529,33 @@ _LOW32 = (1 << 32) - 1
 
 
 class IdIndex:
-    """The ids of the valid lines so far and the line that used each, in ~12 bytes an id, exactly.
+    """The ids of the valid lines so far and the line that used each: a dict up to FIRST ids (~11 MB, the size
+    of most datasets, at dict speed), then ~12 bytes an id, exactly.
 
-    The newest `chunk` ids sit in a dict. Older ones are kept as sorted runs of 64-bit keys (a 32-bit hash of
-    the id above the id's entry number) in `array`s, merged like a binary counter up to RUN_MAX keys, behind a
-    bit filter of 16 to 64 bits an id, so an id not seen before usually costs one bit test. The ids themselves
-    and their line numbers go to a temporary spill file, one block per chunk: a hash match is confirmed by
-    reading the earlier id back, so ids that share a hash are never reported as duplicates. 720,000 ids (a
-    200 MB file) take ~9 MB here against ~60 MB as dict keys (bench/validate.py). Up to 2**32 ids.
+    The newest ids sit in a dict (the first FIRST of them, then CHUNK at a time). Older ones are kept as sorted
+    runs of 64-bit keys (a 32-bit hash of the id above the id's entry number) in `array`s, merged like a binary
+    counter up to RUN_MAX keys, behind a bit filter of 16 to 64 bits an id, so an id not seen before usually
+    costs one bit test. The ids themselves and their line numbers go to a temporary spill file, one block per
+    chunk: a hash match is confirmed by reading the earlier id back, so ids that share a hash are never
+    reported as duplicates. Past FIRST, an id costs ~1 us more than in a dict (sorting in Python), and 720,000
+    ids (a 200 MB file) take ~20 MB instead of ~80 (bench/validate.py). Up to 2**32 ids.
     """
 
-    CHUNK = 8192  # ids kept exactly in the dict before they move to a run
+    FIRST = 100_000  # ids kept in the dict before any moves to a run
+    CHUNK = 32768  # ids moved to a run at a time after that (~4 MB of dict at most)
     RUN_MAX = 1 << 17  # keys in the largest run: a merge never copies more than ~1 MB of keys
     _hash = staticmethod(hash)  # any hash will do: matches are checked against the id itself
 
-    def __init__(self, chunk: int | None = None) -> None:
+    def __init__(self, chunk: int | None = None, first: int | None = None) -> None:
         self.chunk = chunk or self.CHUNK
+        self.limit = first or (chunk if chunk else self.FIRST)  # dict size that triggers the next move
         self.recent: dict[str, int] = {}
         self.runs: list[array] = []  # sorted keys: hash << 32 | entry number
-        self.count = 0  # ids in the runs (entry numbers 0..count-1, `chunk` a block)
+        self.count = 0  # ids in the runs (entry numbers 0..count-1)
         self.filter = bytearray(8)
         self.filter_mask = 63
         self._spill: IO[bytes] | None = None
-        self._blocks: list[int] = []  # where each chunk's block starts in the spill file
+        self._blocks: list[tuple[int, int, int]] = []  # (first entry number, ids, where it starts) per block
 
     def __len__(self) -> int:
         return self.count + len(self.recent)
@@ -568,8 +573,9 @@ class IdIndex:
 
     def add(self, rid: str, line: int) -> None:
         self.recent[rid] = line
-        if len(self.recent) >= self.chunk:
+        if len(self.recent) >= self.limit:
             self._freeze()
+            self.limit = self.chunk
 
     def close(self) -> None:
         if self._spill is not None:
@@ -592,9 +598,9 @@ class IdIndex:
         spill = self._spill
         assert spill is not None
         spill.flush()
-        fd, n = spill.fileno(), self.chunk
-        block, k = divmod(number, n)
-        base = self._blocks[block]
+        fd = spill.fileno()
+        first, n, base = self._blocks[bisect_right(self._blocks, (number, _LOW32, 0)) - 1]
+        k = number - first
         (line,) = _INT64.unpack(os.pread(fd, 8, base + 8 * k))
         start, end = _INT64X2.unpack(os.pread(fd, 16, base + 8 * n + 8 * k))
         return line, os.pread(fd, end - start, base + 16 * n + 8 + start).decode("utf-8", "surrogatepass")
@@ -604,12 +610,13 @@ class IdIndex:
         if self._spill is None:
             self._spill = tempfile.TemporaryFile(prefix="nbkit-ids-")  # noqa: SIM115 (closed by close())
         data = [rid.encode("utf-8", "surrogatepass") for rid in self.recent]
-        self._blocks.append(self._spill.seek(0, os.SEEK_END))
+        self._blocks.append((self.count, len(data), self._spill.seek(0, os.SEEK_END)))
         self._spill.write(array("q", self.recent.values()).tobytes())
         self._spill.write(array("q", (0, *accumulate(map(len, data)))).tobytes())  # n + 1 ends
         self._spill.write(b"".join(data))
-        first, hashed = self.count, map(self._hash, self.recent)
-        keys = array("Q", sorted((h & _LOW32) << 32 | number for number, h in enumerate(hashed, first)))
+        first, n = self.count, len(self.recent)
+        hashes = map(_LOW32.__and__, map(self._hash, self.recent))  # C-level passes, no Python loop
+        keys = array("Q", sorted(map(operator.or_, map(_SHIFT32, hashes), range(first, first + n))))
         self.count += len(self.recent)
         self.recent.clear()
         self.runs.append(keys)
@@ -631,13 +638,13 @@ class IdIndex:
             self._set_bits(run)
 
     def _set_bits(self, keys: Iterable[int]) -> None:
-        f, mask = self.filter, self.filter_mask
-        for key in keys:
-            bit = (key >> 32) & mask
+        f = self.filter
+        for bit in map(self.filter_mask.__and__, map(_UNSHIFT32, keys)):
             f[bit >> 3] |= 1 << (bit & 7)
 
 
 _INT64, _INT64X2 = struct.Struct("<q"), struct.Struct("<qq")
+_SHIFT32, _UNSHIFT32 = (32).__rlshift__, (32).__rrshift__  # h -> h << 32, key -> key >> 32
 
 
 class _Validation:
