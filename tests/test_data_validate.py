@@ -172,7 +172,7 @@ class CollidingIndex(IdIndex):
 @pytest.mark.parametrize("run_max", [IdIndex.RUN_MAX, 48])
 def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class, run_max, monkeypatch):
     monkeypatch.setattr(IdIndex, "RUN_MAX", run_max)
-    index, reference, rng = index_class(chunk=16, first=40), {}, random.Random(0)
+    index, reference, rng = index_class(chunk=16), {}, random.Random(0)
     for number in range(1, 700):
         rid = f"id-{rng.randrange(400)}" if number % 7 else f"id-\u00e9-{number}"
         assert index.get(rid) == reference.get(rid), rid
@@ -186,7 +186,6 @@ def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class
 
 
 def test_duplicate_ids_are_found_long_after_they_left_the_exact_dict(tmp_path, monkeypatch):
-    monkeypatch.setattr(IdIndex, "FIRST", 20)  # a first block of 20, then blocks of 8
     monkeypatch.setattr(IdIndex, "CHUNK", 8)
     monkeypatch.setattr(IdIndex, "_hash", staticmethod(lambda rid: len(rid)))  # many collisions, few real repeats
     lines = [line(GOOD, id=f"r{i}") for i in range(100)] + [line(GOOD, id="r3"), line(GOOD, id="r77")]
@@ -198,7 +197,7 @@ def test_duplicate_ids_are_found_long_after_they_left_the_exact_dict(tmp_path, m
 
 def test_a_dataset_of_usual_size_keeps_its_ids_in_a_dict():
     index = IdIndex()
-    for number in range(1, 50_001):
+    for number in range(1, 30_001):
         index.add(f"id-{number}", number)
     assert index.runs == [] and index._spill is None and index.get("id-7") == 7
 

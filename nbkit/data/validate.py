@@ -529,26 +529,24 @@ _LOW32 = (1 << 32) - 1
 
 
 class IdIndex:
-    """The ids of the valid lines so far and the line that used each: a dict up to FIRST ids (~11 MB, the size
-    of most datasets, at dict speed), then ~12 bytes an id, exactly.
+    """The ids of the valid lines so far and the line that used each, in ~12 bytes an id past the newest
+    CHUNK, exactly.
 
-    The newest ids sit in a dict (the first FIRST of them, then CHUNK at a time). Older ones are kept as sorted
-    runs of 64-bit keys (a 32-bit hash of the id above the id's entry number) in `array`s, merged like a binary
-    counter up to RUN_MAX keys, behind a bit filter of 16 to 64 bits an id, so an id not seen before usually
-    costs one bit test. The ids themselves and their line numbers go to a temporary spill file, one block per
-    chunk: a hash match is confirmed by reading the earlier id back, so ids that share a hash are never
-    reported as duplicates. Past FIRST, an id costs ~1 us more than in a dict (sorting in Python), and 720,000
-    ids (a 200 MB file) take ~20 MB instead of ~80 (bench/validate.py). Up to 2**32 ids.
+    The newest ids (up to CHUNK, ~4 MB: most datasets never leave it) sit in a dict. Older ones are kept as
+    sorted runs of 64-bit keys (a 32-bit hash of the id above the id's entry number) in `array`s, merged like a
+    binary counter up to RUN_MAX keys, behind a bit filter of 16 to 64 bits an id, so an id not seen before
+    usually costs one bit test. The ids themselves and their line numbers go to a temporary spill file, one
+    block per chunk: a hash match is confirmed by reading the earlier id back, so ids that share a hash are
+    never reported as duplicates. Past the first chunk an id costs ~1-2 us more than in a dict (sorting in
+    Python), and 720,000 ids (a 200 MB file) take ~12 MB instead of ~80 (bench/validate.py). Up to 2**32 ids.
     """
 
-    FIRST = 100_000  # ids kept in the dict before any moves to a run
-    CHUNK = 32768  # ids moved to a run at a time after that (~4 MB of dict at most)
+    CHUNK = 32768  # ids kept in the dict before they move to a run, a block at a time
     RUN_MAX = 1 << 17  # keys in the largest run: a merge never copies more than ~1 MB of keys
     _hash = staticmethod(hash)  # any hash will do: matches are checked against the id itself
 
-    def __init__(self, chunk: int | None = None, first: int | None = None) -> None:
+    def __init__(self, chunk: int | None = None) -> None:
         self.chunk = chunk or self.CHUNK
-        self.limit = first or (chunk if chunk else self.FIRST)  # dict size that triggers the next move
         self.recent: dict[str, int] = {}
         self.runs: list[array] = []  # sorted keys: hash << 32 | entry number
         self.count = 0  # ids in the runs (entry numbers 0..count-1)
@@ -573,9 +571,8 @@ class IdIndex:
 
     def add(self, rid: str, line: int) -> None:
         self.recent[rid] = line
-        if len(self.recent) >= self.limit:
+        if len(self.recent) >= self.chunk:
             self._freeze()
-            self.limit = self.chunk
 
     def close(self) -> None:
         if self._spill is not None:
