@@ -170,3 +170,19 @@ def test_kl_to_base_reads_whole_prompt_groups_through_the_shared_pass(trainer, m
     monkeypatch.setattr(shared_prompts, "completion_logps", lambda *a, **k: None)  # TRL's full passes
     assert ours == pytest.approx(trainer._kl_to_base(output), rel=1e-4, abs=1e-7)
     assert ours > 0, "the adapter moved the policy off the base model"
+
+
+def test_validation_leaves_the_training_random_state_as_it_was(trainer):
+    """The generator seeds torch per batch; validating must not change what training samples next."""
+    import torch
+
+    from nbkit.data.samples import make_task
+    from nbkit.train.local_worker import Validator
+
+    _, evals = make_task("math", n_train=24, n_eval=4, seed=0)
+    validator = Validator(evals, trainer.processing_class, None, "sagemaker", max_new_tokens=3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    texts = validator.generate(trainer.model)
+    assert len(texts) == len(evals)
+    assert torch.equal(torch.get_rng_state(), before)

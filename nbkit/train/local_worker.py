@@ -211,7 +211,10 @@ class Validator:
         self.generator: Any = None  # made on first use, kept: it tokenizes each prompt once for the whole run
 
     def generate(self, model: Any) -> list[str]:
-        """Greedy completions through the evaluation generator, so val_reward measures what 06 measures."""
+        """Greedy completions through the evaluation generator, so val_reward measures what 06 measures.
+
+        The generator seeds torch for every batch; the training's random state is put back afterwards, so
+        validating (how often, on how many prompts) never changes the rollouts training samples next."""
         from nbkit.policy.hf import HFGenerator
 
         was_training = model.training
@@ -219,8 +222,9 @@ class Validator:
         try:
             if self.generator is None or self.generator.model is not model:
                 self.generator = HFGenerator.from_model(model, self.tokenizer, batch_size=self.batch_size)
-            out = self.generator.generate(self.prompts, n=1, max_new_tokens=self.max_new_tokens, temperature=0.0,
-                                          seed=0)
+            with torch.random.fork_rng(devices=[] if model.device.type != "cuda" else None):
+                out = self.generator.generate(self.prompts, n=1, max_new_tokens=self.max_new_tokens,
+                                              temperature=0.0, seed=0)
         finally:
             if was_training:
                 model.train()
