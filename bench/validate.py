@@ -1,12 +1,13 @@
 """Benchmark: nbkit's JSONL validator against a jsonschema Draft 2020-12 validator of the equivalent schema.
 
-Generates a JSONL file (default 200,000 lines, ~5% invalid in a dozen ways), validates it with
+Generates a JSONL file (default 720,000 lines, ~200 MB, ~5% invalid in a dozen ways), validates it with
 `nbkit.data.validate_file` (which also writes rejected.jsonl), then with `jsonschema` over the same lines in the
-same process (UTF-8 decode + json.loads + every schema error), and reports lines/s, the ratio, and peak RSS.
-Memory: nbkit is run on a quarter of the file first, then on all of it; equal peaks mean memory does not grow
-with the file. The typed pydantic model is timed too, for reference.
+same process (UTF-8 decode + json.loads + every schema error, on the first 100,000 lines: it is ~20x slower),
+and reports lines/s, the ratio, and peak RSS. Memory: nbkit is run on a quarter of the file first, then on all
+of it; the growth between the two is the duplicate-id index (target: peak under 100 MB for 200 MB). The typed
+pydantic model is timed too, for reference.
 
-    .venv/bin/python bench/validate.py [--lines 200000] [--baseline-lines N] [--profile sagemaker]
+    .venv/bin/python bench/validate.py [--lines 720000] [--baseline-lines 100000] [--profile sagemaker]
 
 The last line is JSON: {"lines", "nbkit_lines_per_s", "jsonschema_lines_per_s", "ratio", "peak_rss_mb"}, where
 lines/s are per CPU-second of the validating thread (wall-clock rates are printed too: on a shared machine they
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from nbkit.data import RftRecord, json_schema, validate_file  # noqa: E402
+from nbkit.data import validate as validate_module  # noqa: E402
 
 TOOLS = [
     {"type": "function", "function": {
@@ -141,6 +143,25 @@ def run_nbkit(path: Path, out_dir: Path, profile: str) -> tuple[Clock, Any, floa
     return clock, report, rss.mb
 
 
+class DictIndex(dict):
+    """The duplicate-id index before issue 18 (every id a key of one dict), for comparison in this process."""
+
+    def add(self, rid: str, line: int) -> None:
+        self[rid] = line
+
+    def close(self) -> None:
+        pass
+
+
+def run_nbkit_dict_index(path: Path, out_dir: Path, profile: str) -> tuple[Clock, Any, float]:
+    flat = validate_module.IdIndex
+    validate_module.IdIndex = DictIndex  # type: ignore[misc]
+    try:
+        return run_nbkit(path, out_dir, profile)
+    finally:
+        validate_module.IdIndex = flat  # type: ignore[misc]
+
+
 def run_jsonschema(path: Path, limit: int, profile: str) -> tuple[Clock, int, int]:
     import jsonschema
 
@@ -179,8 +200,8 @@ def run_pydantic(path: Path, limit: int) -> tuple[Clock, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lines", type=int, default=200_000, help="lines in the generated file")
-    parser.add_argument("--baseline-lines", type=int, default=0, help="lines jsonschema validates (0 = all)")
+    parser.add_argument("--lines", type=int, default=720_000, help="lines in the generated file (~200 MB)")
+    parser.add_argument("--baseline-lines", type=int, default=100_000, help="lines jsonschema validates (0 = all)")
     parser.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid lines")
     parser.add_argument("--profile", default="sagemaker", choices=("sagemaker", "bedrock"))
     parser.add_argument("--seed", type=int, default=0)
@@ -203,6 +224,11 @@ def main() -> None:
               f"({report.valid:,} valid, {report.rejected:,} rejected, rejected.jsonl written)")
         print(f"            peak RSS {rss_quarter:.1f} MB on 1/4 of the file, {rss_full:.1f} MB on all of it "
               f"(growth {rss_full - rss_quarter:+.1f} MB for {args.lines - args.lines // 4:,} more lines: the id index)")
+        old, old_report, rss_old = run_nbkit_dict_index(full, folder / "old", args.profile)
+        assert (old_report.valid, old_report.error_counts) == (report.valid, report.error_counts)
+        print(f"dict index: {old_report.total / old.cpu:>10,.0f} lines/CPU-s  peak RSS {rss_old:.1f} MB (every id kept in a "
+              f"dict, run after the flat index in this process): flat index {nb.cpu / old.cpu:.2f}x its CPU time, "
+              f"{rss_full / rss_old:.2f}x its peak")
         js, js_seen, js_valid = run_jsonschema(full, baseline_lines, args.profile)
         print(f"jsonschema: {js_seen / js.cpu:>10,.0f} lines/CPU-s  {js_seen / js.wall:>10,.0f} lines/wall-s  "
               f"({js_seen:,} lines; {js_valid:,} valid: it cannot see NaN, BOM, UTF-8, duplicate ids or tool names)")
@@ -215,7 +241,8 @@ def main() -> None:
               "on wall time (target >= 10)")
 
     print(json.dumps({"lines": args.lines, "nbkit_lines_per_s": round(nb_rate), "jsonschema_lines_per_s": round(js_rate),
-                      "ratio": round(ratio, 2), "peak_rss_mb": round(rss_full, 1)}))
+                      "ratio": round(ratio, 2), "peak_rss_mb": round(rss_full, 1),
+                      "peak_rss_mb_dict_index": round(rss_old, 1), "cpu_vs_dict_index": round(nb.cpu / old.cpu, 3)}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ numerical reproducibility mode (its matrix products no longer depend on the thre
 model) and ATen's AVX2 kernels (instead of whatever the CPU offers). Measured: the tiny model's build gave
 different weights with 1 and 2 threads and on AVX-512 vs AVX2 without these settings, identical ones with
 them. NBKIT_FAST_MATH=1 opts out; variables already set are left alone.
+
+It also makes idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE, unless set): on a shared
+machine a spinning thread waits for a sibling that another process has descheduled, and the tiny model's
+warm start measured 3-30x slower with 2 threads than with 1 (bench/demo.py --mode busy); passive threads
+keep it at least as fast as one thread. The math is unchanged.
 """
 
 import os
@@ -18,3 +23,4 @@ REPRODUCIBLE_MATH = {"MKL_CBWR": "AVX2,STRICT", "ATEN_CPU_CAPABILITY": "avx2"}
 if os.environ.get("NBKIT_FAST_MATH") != "1" and platform.machine().lower() in ("x86_64", "amd64"):
     for _name, _value in REPRODUCIBLE_MATH.items():
         os.environ.setdefault(_name, _value)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

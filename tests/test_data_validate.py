@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 
 import jsonschema
 import pytest
 
 from nbkit.data import CODES, check_record, json_schema, parse_record, validate_file, validate_records
 from nbkit.data.io import iter_lines
+from nbkit.data.validate import IdIndex
 from nbkit.errors import UserError
 
 GOOD = {"id": "ok-1", "messages": [{"role": "system", "content": "Be brief."},
@@ -158,6 +160,46 @@ def test_duplicate_id_rejects_the_later_line_and_names_the_first(tmp_path):
 def test_id_of_a_rejected_line_does_not_block_a_later_valid_one(tmp_path):
     report = validate_lines(tmp_path, [line(GOOD, id="x", messages=[]), line(GOOD, id="x")])
     assert (report.valid, report.rejected) == (1, 1) and codes_at(report, 2) == set()
+
+
+class CollidingIndex(IdIndex):
+    """Every id hashes alike: only reading the ids back can tell them apart."""
+
+    _hash = staticmethod(lambda rid: 7)
+
+
+@pytest.mark.parametrize("index_class", [IdIndex, CollidingIndex])
+@pytest.mark.parametrize("run_max", [IdIndex.RUN_MAX, 48])
+def test_id_index_answers_exactly_like_a_dict_across_runs_and_merges(index_class, run_max, monkeypatch):
+    monkeypatch.setattr(IdIndex, "RUN_MAX", run_max)
+    index, reference, rng = index_class(chunk=16), {}, random.Random(0)
+    for number in range(1, 700):
+        rid = f"id-{rng.randrange(400)}" if number % 7 else f"id-\u00e9-{number}"
+        assert index.get(rid) == reference.get(rid), rid
+        if rid not in reference:
+            index.add(rid, number)
+            reference[rid] = number
+    assert len(index) == len(reference) and len(index.runs) > 1 and index.count > 300
+    assert max(map(len, index.runs)) <= run_max
+    assert all(list(run) == sorted(run) for run in index.runs)
+    index.close()
+
+
+def test_duplicate_ids_are_found_long_after_they_left_the_exact_dict(tmp_path, monkeypatch):
+    monkeypatch.setattr(IdIndex, "CHUNK", 8)
+    monkeypatch.setattr(IdIndex, "_hash", staticmethod(lambda rid: len(rid)))  # many collisions, few real repeats
+    lines = [line(GOOD, id=f"r{i}") for i in range(100)] + [line(GOOD, id="r3"), line(GOOD, id="r77")]
+    report = validate_lines(tmp_path, lines)
+    assert (report.valid, report.rejected) == (100, 2)
+    assert [(e["line"], e["code"]) for e in report.errors] == [(101, "duplicate_id"), (102, "duplicate_id")]
+    assert "line 4" in report.errors[0]["message"] and "line 78" in report.errors[1]["message"]
+
+
+def test_a_dataset_of_usual_size_keeps_its_ids_in_a_dict():
+    index = IdIndex()
+    for number in range(1, 30_001):
+        index.add(f"id-{number}", number)
+    assert index.runs == [] and index._spill is None and index.get("id-7") == 7
 
 
 def test_parts_list_content_is_accepted_by_sagemaker_and_warned_by_bedrock():

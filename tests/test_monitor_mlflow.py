@@ -20,6 +20,20 @@ from nbkit.monitor.sources import MlflowRun, load_metrics, resolve
 START_MS = 1_750_000_000_000
 
 
+@pytest.fixture(scope="module", autouse=True)
+def snapshot_cache(tmp_path_factory):
+    """Snapshots of finished runs go to nbkit's cache: a temporary one here."""
+    import os
+
+    before = os.environ.get("NBKIT_CACHE")
+    os.environ["NBKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield os.environ["NBKIT_CACHE"]
+    if before is None:
+        os.environ.pop("NBKIT_CACHE")
+    else:
+        os.environ["NBKIT_CACHE"] = before
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A store with two runs: the local backend's normalized keys (an overfitting run) and a TRL-only run."""
@@ -218,3 +232,44 @@ def test_follow_job_refreshes_in_place_until_the_job_ends(store, tmp_path, monke
     assert last.recommendation.action == "completed"
     assert (run / "monitor" / "curves.png").exists() and (run / "monitor" / "health.json").exists()
     assert notebook.headline(last).startswith("COMPLETED: The job completed")
+
+
+def test_a_finished_run_is_read_again_from_its_snapshot_until_the_store_changes(store, monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from nbkit.monitor import mlflow_reader
+
+    first = read_mlflow(store["uri"], store["run_id"], use_sql=True)
+    any_stamp = mlflow_reader.snapshot_path(store["db"], store["run_id"], None, "x")
+    pattern = any_stamp.name.rsplit("-", 1)[0] + "-*.parquet"
+    snapshots = list(any_stamp.parent.glob(pattern))
+    assert len(snapshots) == 1, "the finished run was snapshotted"
+
+    def no_store(*args):
+        raise AssertionError("the store is not read while its snapshot is current")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow_reader, "_history_sql", no_store)
+        pd.testing.assert_frame_equal(read_mlflow(store["uri"], store["run_id"], use_sql=True), first)
+    client = MlflowClient(store["uri"])
+    client.log_batch(store["run_id"], metrics=[Metric("reward_mean", 0.123, START_MS + 10**7, 500)])
+    changed = read_mlflow(store["uri"], store["run_id"], use_sql=True)
+    assert changed["step"].iloc[-1] == 500 and changed["reward_mean"].iloc[-1] == 0.123
+    pd.testing.assert_frame_equal(changed, read_mlflow(store["uri"], store["run_id"], use_sql=False))
+    assert len(list(any_stamp.parent.glob(pattern))) == 1, "the stale snapshot was replaced"
+
+
+def test_a_running_run_is_never_snapshotted_and_a_damaged_snapshot_is_ignored(store, monkeypatch):
+    from nbkit.monitor import mlflow_reader
+
+    written = []
+    monkeypatch.setattr(mlflow_reader, "_write_snapshot", lambda wide, path: written.append(path))
+    read_mlflow(store["uri"], store["trl"], use_sql=True)  # never terminated: RUNNING
+    assert written == []
+    path = mlflow_reader.snapshot_path(store["db"], store["run_id"], None, mlflow_reader._store_stamp(store["db"]))
+    path.write_bytes(b"not parquet")
+    monkeypatch.undo()
+    frame = read_mlflow(store["uri"], store["run_id"], use_sql=True)
+    pd.testing.assert_frame_equal(frame, read_mlflow(store["uri"], store["run_id"], use_sql=False))
+    assert pd.read_parquet(path).shape[0] == len(frame), "rewritten from the store"

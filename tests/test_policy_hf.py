@@ -137,3 +137,37 @@ def test_in_memory_model_generates_exactly_as_the_loaded_folder(gen, prompts):
     greedy = dict(n=1, max_new_tokens=6, temperature=0.0, seed=0)
     assert [r[0].text for r in wrapped.generate(prompts, **greedy)] == [r[0].text for r in gen.generate(prompts, **greedy)]
     assert wrapped.stop_ids == gen.stop_ids
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p", "counts"), [
+    (1.0, 0, 1.0, 3), (0.7, 5, 0.9, [1, 3, 2, 2, 1, 4]), (0.0, 0, 1.0, 2),
+])
+@pytest.mark.parametrize("shared", [True, False])
+def test_sample_groups_draws_exactly_what_generate_draws(gen, prompts, temperature, top_k, top_p, counts, shared,
+                                                         monkeypatch):
+    """One prompt pass per distinct prompt, then its cache copied to its samples: the same tokens as
+    model.generate on the repeated prompts, for the same seed (and the fallback through generate too)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from nbkit.policy import hf
+
+    if not shared:
+        monkeypatch.setattr(hf, "_shareable", lambda cache: False)
+    encoded = [gen.render(p) for p in prompts[:6]]
+    assert len({len(e) for e in encoded}) > 1, "prompts of different lengths: left padding is exercised"
+    repeats = [counts] * len(encoded) if isinstance(counts, int) else counts
+    pad = gen.tokenizer.pad_token_id
+    torch.manual_seed(3)
+    ours = hf.sample_groups(gen.model, encoded, counts, max_new_tokens=6, temperature=temperature, top_k=top_k,
+                            top_p=top_p, stop_ids=gen.stop_ids, pad_id=pad)
+    ids, mask = hf.left_pad([e for e, r in zip(encoded, repeats, strict=True) for _ in range(r)], pad)
+    sample = temperature > 0
+    config = GenerationConfig(max_new_tokens=6, do_sample=sample, temperature=temperature if sample else None,
+                              top_k=top_k if sample else None, top_p=top_p if sample else None,
+                              eos_token_id=sorted(gen.stop_ids), pad_token_id=pad, bos_token_id=None)
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        reference = gen.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+    assert ours.shape[0] == sum(repeats)
+    assert torch.equal(ours, reference)

@@ -136,3 +136,37 @@ def test_recipe_resolution():
 )
 def test_answer_text(record, expected):
     assert tiny.answer_text(record) == expected
+
+
+def test_warm_start_loss_shares_the_system_turn_and_equals_the_full_pass(train):
+    """The prefix every row shares goes through the model once: same loss and gradients as the full batch."""
+    import torch
+
+    recipe = tiny.resolve_recipe("smoke")
+    examples, _ = tiny._examples(train, recipe)
+    tokenizer = tiny.build_tokenizer([tiny._render(m, a) for m, a in examples], recipe)
+    torch.manual_seed(0)
+    model = tiny.build_model(tokenizer, recipe)
+    rows = [tiny._encode(tokenizer, m, a) for m, a in examples[:8]]
+    shared = tiny._shared_prefix(rows)
+    first_label = min(next(k for k, t in enumerate(labels) if t != -100) for _, labels in rows)
+    assert 5 < shared < first_label, "the system turn is shared; no answer token is in the shared part"
+    assert all(ids[:shared] == rows[0][0][:shared] for ids, _ in rows)
+
+    def loss_and_grads(loss_fn):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for _, r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows])
+    full = loss_and_grads(lambda: model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    ours = loss_and_grads(lambda: tiny._batch_loss(model, rows, pad))
+    torch.testing.assert_close(ours[0], full[0], atol=1e-6, rtol=1e-6)
+    for a, b in zip(ours[1], full[1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert tiny._shared_prefix([([1, 2, 3], [-100, -100, 5]), ([1, 2, 4], [-100, -100, 6])]) == 1

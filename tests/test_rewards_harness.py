@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import UserDict
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,24 @@ def handler_returning(value):
      "invalid_format", "'Reward' or 'Metric'"),
     (lambda ev: [{"id": s["id"], "aggregate_reward_score": 1.0, "metrics_list": {"m": 1}} for s in ev],
      "invalid_format", "metrics_list is dict"),
+    # what the vectorised check must refuse exactly as the per-result checks do (issue 18)
+    (lambda ev: [{"id": s["id"], "aggregate_reward_score": 10**400} for s in ev], "non_finite",
+     "integer of 1329 bits, beyond the largest float"),
+    (lambda ev: [{"id": s["id"], "aggregate_reward_score": 1.0,
+                  "metrics_list": [{"name": "m", "value": -10**400, "type": "Metric"}]} for s in ev],
+     "non_finite", "(m).value is an integer of 1329 bits"),
+    (lambda ev: [{"id": s["id"], "aggregate_reward_score": 1.0,
+                  "metrics_list": ({"name": "m", "value": 1.0, "type": "Metric"},)} for s in ev],
+     "invalid_format", "metrics_list is tuple"),
+    (lambda ev: [{"id": s["id"], "aggregate_reward_score": 1.0,
+                  "metrics_list": [UserDict({"name": "m", "value": 1.0, "type": "Metric"})]} for s in ev],
+     "invalid_format", "metrics_list[0] is UserDict, expected an object"),
+    (lambda ev: [UserDict({"id": s["id"], "aggregate_reward_score": 1.0}) for s in ev], "invalid_format",
+     "is UserDict"),
+    (lambda ev: [{"id": s["id"], "aggregate_reward_score": 1.0,
+                  "metrics_list": [{"name": "m", "value": 1.0, "type": "Metric"}, {"name": "", "value": 1.0,
+                                                                                   "type": "Metric"}]} for s in ev],
+     "invalid_format", "metrics_list[1].name is ''"),
 ])
 def test_contract_violations(output, status, words):
     report = run_harness(handler_returning(output), samples_for("a", "b"), batch_size=2)
@@ -165,6 +184,15 @@ def test_fast_and_slow_paths_agree_on_metrics():
     slow = run_harness(shuffled, samples_for("a", "b", "c"), batch_size=3)
     assert fast.metric_list == slow.metric_list == [{"a": 1.0, "b": 2.5}] * 3
     assert fast.results[0].metrics == {"a": 1.0, "b": 2.5}
+
+
+def test_string_subclass_ids_are_ids():
+    class Tag(str):
+        pass
+
+    samples = [dict(s, id=Tag(s["id"])) for s in samples_for("a", "b")]
+    report = run_harness(lambda e, c: [{"id": s["id"], "aggregate_reward_score": 1.0} for s in e], samples)
+    assert report.statuses == ["ok", "ok"]
 
 
 def test_samples_without_ids_are_rejected_with_where_and_how():
@@ -269,3 +297,13 @@ def test_batches_keep_every_sequence_method():
     batches = _Batches(samples, 2)
     assert len(batches) == 3 and list(batches) == [samples[0:2], samples[2:4], samples[4:5]]
     assert batches.count(samples[2:4]) == 1 and batches.index(samples[4:5]) == 2
+
+
+def test_batches_iterate_in_order_and_cover_every_sample():
+    """Iterating the lazily sliced batches (once broken: it counted with Sequence.count, a method)."""
+    from nbkit.rewards.harness import _Batches
+
+    samples = [{"id": str(i)} for i in range(7)]
+    batches = _Batches(samples, 3)
+    assert [[s["id"] for s in b] for b in batches] == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
+    assert len(batches) == 3 and batches.span(2) == (6, 7)

@@ -34,7 +34,12 @@ def _number_problem(value: Any, where: str) -> ContractError | None:
         kind = type(value).__name__
         hint = " (numpy float32 is not JSON serializable: return float(x))" if kind == "float32" else ""
         return ContractError("invalid_format", f"{where} is {kind} {value!r:.40}, expected a number{hint}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int no float can hold (JSON readers turn it into infinity or fail)
+        return ContractError("non_finite", f"{where} is an integer of {int(value).bit_length()} bits, beyond the "
+                                           "largest float")
+    if not finite:
         return ContractError("non_finite", f"{where} is {value!r}")
     return None
 

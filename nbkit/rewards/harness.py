@@ -16,7 +16,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain, repeat
@@ -269,33 +269,60 @@ class _Columns:
 
 _ID = itemgetter("id")
 _SCORE = itemgetter("aggregate_reward_score")
+_NAME = itemgetter("name")
+_TYPE = itemgetter("type")
+_FIRST = itemgetter(0)
+_LIST_ONLY, _LIST_OR_NONE = frozenset({list}), frozenset({list, type(None)})
 _NUMBER_TYPES = frozenset({float, int})
 METRIC_TYPE_SET = frozenset(METRIC_TYPES)
-
-
-_NAME = itemgetter("name")
-_NAME_TYPE = itemgetter("name", "type")
-_VALUE = itemgetter("value")
 _NONE_LEN = -1
 
 
-def _store_metrics(cols: _Columns, start: int, stop: int, metric_lists: list[Any]) -> bool:
-    """Keep a call's metrics when every metrics_list is well formed, checked over all entries at once in
-    C-level passes; False sends the call to the per-result checks, which say what is wrong and where."""
+def _numbers(values: list[Any]) -> set[type] | None:
+    """The types of `values` if all are plain finite ints and floats (the contract's numbers: no bool, no numpy
+    scalar), else None."""
+    types = set(map(type, values))
     try:
-        whole = metric_lists.count(None) == 0
-        entries = list(chain.from_iterable(metric_lists)) if whole else \
-            [e for ml in metric_lists if ml is not None for e in ml]
-        values = list(map(_VALUE, entries))
-        if not (set(map(type, values)) <= _NUMBER_TYPES and math.isfinite(sum(values)) and all(
-                type(name) is str and name and kind in METRIC_TYPE_SET
-                for name, kind in set(map(_NAME_TYPE, entries)))):  # a few distinct (name, type) pairs
+        return types if types <= _NUMBER_TYPES and math.isfinite(sum(values)) else None
+    except OverflowError:  # an int beyond the largest float: the per-result checks name it
+        return None
+
+
+def _store_metrics(cols: _Columns, start: int, stop: int, metric_lists: list[Any]) -> bool:
+    """Keep a call's metrics when every metrics_list is a list of well-formed entries, checked over all the
+    call's entries at once in C-level passes (lists by exact type, entries through `dict.get`, which refuses
+    anything but dicts, as the per-result checks do); False sends the call to those checks, which say what
+    is wrong.
+
+    Rewards usually name the same metrics in the same order for every sample: then names and types are
+    compared with the first sample's as whole lists (identity-fast) and only that sample's are checked."""
+    try:
+        containers = set(map(type, metric_lists))
+        whole = containers == _LIST_ONLY
+        if whole:
+            counts = list(map(len, metric_lists))
+            single = counts.count(1) == len(counts)  # one metric a sample, the commonest case: no chaining
+            entries = list(map(_FIRST, metric_lists)) if single else list(chain.from_iterable(metric_lists))
+        elif containers == _LIST_OR_NONE:
+            counts = [_NONE_LEN if ml is None else len(ml) for ml in metric_lists]
+            entries = [e for ml in metric_lists if ml is not None for e in ml]
+        else:  # a tuple, a dict, a string ...: the per-result checks say which
+            return False
+        values: list[Any] = list(map(dict.get, entries, repeat("value")))
+        names = list(map(_NAME, entries))
+        kinds = list(map(_TYPE, entries))
+        k = counts[0]
+        if whole and k and names == names[:k] * len(counts) and kinds == kinds[:k] * len(counts):
+            names_seen, kinds_seen = names[:k], kinds[:k]  # the same k names and types for every sample
+        else:
+            names_seen, kinds_seen = list(set(names)), list(set(kinds))
+        if _numbers(values) is None or not all(type(name) is str and name for name in names_seen) or not all(
+                kind in METRIC_TYPE_SET for kind in kinds_seen):
             return False
     except (KeyError, TypeError):
         return False
-    cols.metric_counts.extend(map(len, metric_lists) if whole else
-                              (_NONE_LEN if ml is None else len(ml) for ml in metric_lists))
-    cols.metric_names.extend(map(_NAME, entries))
+    cols.metric_counts.extend(counts)
+    cols.metric_names.extend(names)
     cols.metric_values.extend(values)
     cols.chunk_starts.append(start)
     cols.chunk_stops.append(stop)
@@ -306,9 +333,9 @@ def _classify(cols: _Columns, start: int, stop: int, outcome: Outcome, notes: li
     """Write the statuses of samples start..stop (one call) from what the call produced; `fresh` says these
     samples were never classified before (their columns still hold the defaults).
 
-    Fast path, in C-level list operations: a list of dicts whose ids equal the samples' ids in order, whose
-    scores are plain finite numbers and whose metrics (if any) are well formed. Anything else goes through
-    the per-result checks, which name the problem.
+    Fast path, one vectorised pass per call in C-level list operations: a list of dicts whose ids equal the
+    samples' ids in order, whose scores are plain finite numbers and whose metrics (if any) are well formed.
+    Anything else goes through the per-result checks, which name the problem; both give the same statuses.
     """
     cols.span_starts.append(start)
     cols.span_stops.append(stop)
@@ -324,16 +351,16 @@ def _classify(cols: _Columns, start: int, stop: int, outcome: Outcome, notes: li
         try:
             if list(map(_ID, out)) == cols.ids[start:stop]:
                 scores = list(map(_SCORE, out))
-                types = set(map(type, scores))
-                if types <= _NUMBER_TYPES and math.isfinite(sum(scores)):
-                    metric_lists = list(map(dict.get, out, repeat("metrics_list")))
-                    if metric_lists.count(None) == n or _store_metrics(cols, start, stop, metric_lists):
-                        cols.scores[start:stop] = list(map(float, scores)) if int in types else scores
-                        if not fresh:  # a retried call failed before: clear what that left
-                            cols.statuses[start:stop] = ["ok"] * n
-                            cols.errors[start:stop] = [None] * n
-                            cols.metrics[start:stop] = [None] * n
-                        return
+                types = _numbers(scores)
+                metric_lists = list(map(dict.get, out, repeat("metrics_list")))  # TypeError unless all are dicts
+                if types is not None and (metric_lists.count(None) == n
+                                          or _store_metrics(cols, start, stop, metric_lists)):
+                    cols.scores[start:stop] = list(map(float, scores)) if int in types else scores
+                    if not fresh:  # a retried call failed before: clear what that left
+                        cols.statuses[start:stop] = ["ok"] * n
+                        cols.errors[start:stop] = [None] * n
+                        cols.metrics[start:stop] = [None] * n
+                    return
         except (KeyError, TypeError):
             pass  # something is off: the per-result checks below say what, sample by sample
     if not isinstance(out, list):
@@ -405,7 +432,7 @@ def _classify_slow(cols: _Columns, start: int, stop: int, out: list, notes: list
 # ----------------------------------------------------------------------------------------- running
 
 def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int | None,
-              start_method: str | None, context: Any) -> Any:
+              start_method: str | None, context: Any, copy_samples: bool = True) -> Any:
     handler = getattr(reward, "handler", reward)
     if not callable(handler):
         raise UserError(f"the reward's handler is {type(handler).__name__}, not callable: expected "
@@ -413,7 +440,8 @@ def _executor(reward: Any, workers: int, timeout: float | None, memory_mb: int |
     if workers < 0:
         raise UserError(f"workers must be >= 0 (0 = in this process), got {workers}")
     if workers == 0:
-        return InlineExecutor(handler, timeout, context, copy_samples=not getattr(reward, "pure", False))
+        return InlineExecutor(handler, timeout, context,
+                              copy_samples=copy_samples and not getattr(reward, "pure", False))
     if getattr(reward, "remote", False):
         return ThreadExecutor(handler, workers, timeout, context)
     return ProcessExecutor(reward, workers, timeout, memory_mb, start_method, context)
@@ -442,12 +470,17 @@ class _Batches(Sequence):
             self.ids[start:start + len(batch)] = _sample_ids(batch, offset=start)
         return batch
 
+    def __iter__(self) -> Iterator[list[dict]]:
+        for c in range(self.total):
+            yield self[c]
+
 
 def _sample_ids(samples: Sequence[Any], offset: int = 0) -> list[str]:
     """Every sample's id (results are matched by id), checked in C-level passes; details only on failure."""
     try:
         ids = list(map(_ID, samples))
-        if set(map(type, ids)) <= {str} and "" not in ids:
+        "".join(ids)  # TypeError unless every id is a string
+        if all(ids):
             return ids
     except (KeyError, TypeError):
         pass
@@ -480,6 +513,7 @@ def run_harness(
     start_method: str | None = None,
     context: Any = None,
     progress: bool = False,
+    copy_samples: bool = True,
 ) -> HarnessReport:
     """Run a reward over samples in calls of `batch_size` and classify every sample's outcome.
 
@@ -491,13 +525,16 @@ def run_harness(
     exponential backoff. With `split_failed`, each sample of a failed multi-sample call is re-run alone, so
     the failure is pinned to the samples that cause it and the others still get their scores.
     `check_determinism` re-scores the first N ok samples (True = 32) and reports any that differ.
+    In-process, each call gets a deep copy of its batch so a reward cannot edit the caller's samples (or the
+    records they share data with); `copy_samples=False` skips that copy (~1.5 us a sample) for callers that
+    build fresh samples for this run alone and read none of them afterwards, such as the local trainer.
     """
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     if timeout is not None and timeout <= 0:
         raise UserError(f"timeout must be > 0 seconds (or None for no limit), got {timeout}")
     samples = samples if isinstance(samples, list) else list(samples)
-    executor = _executor(reward, workers, timeout, memory_mb, start_method, context)
+    executor = _executor(reward, workers, timeout, memory_mb, start_method, context, copy_samples)
     n = len(samples)
     # Ids are read before the reward sees its samples, so a reward that renames them cannot match its results:
     # up front for worker processes (a batch that cannot be matched is never sent), as each call starts

@@ -50,7 +50,8 @@ from nbkit.train.local import (
 from nbkit.train.nova_layout import nova_row, write_output
 
 MLFLOW_TABLE_DIR = "completions"
-KL_ROLLOUTS = 16  # rollouts per step (spread over the groups) the KL-to-base estimate runs on when beta = 0
+KL_ROLLOUTS = 16  # rollouts per step the KL-to-base estimate runs on when beta = 0 ...
+KL_GROUPS = 4  # ... taken from this many prompt groups spread over the batch (a group's rollouts share a prompt pass)
 EVAL_TABLE_DIR = "validation"
 # TRL's log keys -> the normalized metric names (docs/CONVENTIONS.md) they are logged under instead: one
 # name per metric. TRL's other keys (loss, advantages, clip ratios, lengths, step_time) keep their names.
@@ -167,9 +168,12 @@ class RewardAdapter:
             seen[pid] = k + 1
             sample_index.append(k)
             samples.append(make_sample(rec, text, variant=self.variant, sample_id=f"{pid}#s{step}-{k}"))
+        prompts = [prompt_text(rec) for rec in records] if self.record_rows else []
         started = time.perf_counter()
+        # The samples and the records they share data with are built for this call and only their prompt texts
+        # (read above) are used after it, so the reward may have them without a defensive copy.
         report = run_harness(self.reward, samples, batch_size=max(1, len(samples)), workers=0,
-                             timeout=self.timeout, score_range=None)
+                             timeout=self.timeout, score_range=None, copy_samples=False)
         elapsed = time.perf_counter() - started
         self.reward_seconds += elapsed
         scores = [float(s) for s in report.scores(default=0.0)]
@@ -177,11 +181,11 @@ class RewardAdapter:
         stats = reward_stats(scores, statuses, list(prompt_id), self.buckets)
         rows = []
         if self.record_rows:
-            for i, rec in enumerate(records):
+            for i in range(len(records)):
                 metrics = report.metric_list[i] or {}
                 rows.append({
                     "step": step, "prompt_id": prompt_id[i], "sample": sample_index[i],
-                    "prompt": prompt_text(rec), "completion": texts[i], "reward": scores[i],
+                    "prompt": prompts[i], "completion": texts[i], "reward": scores[i],
                     "status": statuses[i], "error": report.errors[i] or "",
                     "components": json.dumps(metrics, sort_keys=True), "num_tokens": len(completion_ids[i]),
                 })
@@ -232,17 +236,24 @@ class Validator:
         self.variant = variant
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.prompts = [prompt_messages(r) for r in records]
+        self.generator: Any = None  # made on first use, kept: it tokenizes each prompt once for the whole run
 
     def generate(self, model: Any) -> list[str]:
-        """Greedy completions through the evaluation generator, so val_reward measures what 06 measures."""
+        """Greedy completions through the evaluation generator, so val_reward measures what 06 measures.
+
+        The generator seeds torch for every batch; the training's random state is put back afterwards, so
+        validating (how often, on how many prompts) never changes the rollouts training samples next."""
         from nbkit.policy.hf import HFGenerator
 
         was_training = model.training
         model.eval()
         try:
-            generator = HFGenerator.from_model(model, self.tokenizer, batch_size=self.batch_size)
-            prompts = [prompt_messages(r) for r in self.records]
-            out = generator.generate(prompts, n=1, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0)
+            if self.generator is None or self.generator.model is not model:
+                self.generator = HFGenerator.from_model(model, self.tokenizer, batch_size=self.batch_size)
+            with torch.random.fork_rng(devices=[] if model.device.type != "cuda" else None):
+                out = self.generator.generate(self.prompts, n=1, max_new_tokens=self.max_new_tokens,
+                                              temperature=0.0, seed=0)
         finally:
             if was_training:
                 model.train()
@@ -293,6 +304,30 @@ def trainer_class() -> type[Any]:
     class WorkbenchGRPOTrainer(GRPOTrainer):
         measure_kl: bool = True
 
+        def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any,
+                                  num_generations: int, has_tool_images: bool = False) -> Any:
+            """A group's rollouts share their prompt's forward pass (nbkit.train.shared_prompts)."""
+            from nbkit.train.shared_prompts import generate
+
+            completions = None if has_tool_images else generate(self, prompt_ids, images, multimodal_fields)
+            if completions is None:
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                     has_tool_images)
+            return completions, None
+
+        def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
+                                               logits_to_keep: int, batch_size: int | None = None,
+                                               compute_entropy: bool = False, **extra: Any) -> Any:
+            """The loss's log-probs with one prompt pass per group (nbkit.train.shared_prompts)."""
+            from nbkit.train.shared_prompts import completion_logps
+
+            out = completion_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                   compute_entropy, extra)
+            if out is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **extra)
+            return out
+
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             output = super()._generate_and_score_completions(inputs)
             # transformers types Trainer.model as Optional (unset before __init__ ends); it is set here
@@ -312,13 +347,19 @@ def trainer_class() -> type[Any]:
 
             With beta=0 TRL computes no reference log-probs; with LoRA the base is the adapter switched off,
             so measuring drift costs two no-grad forward passes and no memory. They run on KL_ROLLOUTS
-            rollouts spread over the prompt groups: on all 128 they cost a third of a demo step, on 16 ~7%.
+            rollouts from KL_GROUPS prompt groups spread over the batch, so each group's prompt goes through
+            the model once (nbkit.train.shared_prompts): ~3% of a demo step, where 16 rollouts of 16 different
+            prompts cost ~12%.
             """
             model = self.accelerator.unwrap_model(self.model)
             if not hasattr(model, "disable_adapter"):
                 return None
-            rows = output["completion_ids"].size(0)
-            pick = torch.arange(0, rows, max(1, rows // KL_ROLLOUTS))[:KL_ROLLOUTS]  # spread over all groups
+            rows, size = output["completion_ids"].size(0), max(1, self.num_generations or 1)
+            n_groups = max(1, rows // size)  # rollouts come in prompt groups of `size`, in order, until the loss
+            groups = torch.linspace(0, n_groups - 1, min(KL_GROUPS, n_groups)).round().long()
+            per_group = min(size, max(1, KL_ROLLOUTS // len(groups)))
+            pick = (groups[:, None] * size + torch.arange(per_group)[None]).flatten()
+            pick = pick[pick < rows]
             ids = torch.cat([output["prompt_ids"][pick], output["completion_ids"][pick]], dim=1)
             mask = torch.cat([output["prompt_mask"][pick], output["completion_mask"][pick]], dim=1)
             keep = output["completion_ids"].size(1)
@@ -724,6 +765,7 @@ class Worker:
         self.run_logger.end("FINISHED" if status == "completed" else "KILLED")
         self.set_status(status, phase="done", step=step, checkpoint=str(final), output=str(archive),
                         ended=_now(), seconds=round(time.perf_counter() - self.started, 1),
+                        cpu_seconds=round(time.process_time(), 1),
                         reward_seconds=round(self.adapter.reward_seconds, 2) if self.adapter else None)
         self._patch_job_record()
         return status
