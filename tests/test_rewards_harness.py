@@ -307,3 +307,38 @@ def test_batches_iterate_in_order_and_cover_every_sample():
     batches = _Batches(samples, 3)
     assert [[s["id"] for s in b] for b in batches] == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
     assert len(batches) == 3 and batches.span(2) == (6, 7)
+
+
+def test_a_worker_slow_to_start_does_not_spend_the_calls_timeout(monkeypatch):
+    """On a busy machine a fresh worker can take longer to start than a call may run: the call's clock
+    starts when the worker is ready (once, it started at send and such calls were recorded as timeouts)."""
+    import time
+
+    from nbkit.rewards import executors
+
+    real = executors._limit_memory
+
+    def slow_start(memory_mb):  # runs in the forked worker before it is ready
+        time.sleep(1.5)
+        real(memory_mb)
+
+    monkeypatch.setattr(executors, "_limit_memory", slow_start)
+    reward = load_reward("builtin:numeric")
+    report = run_harness(reward, samples_for("4", "5", "4"), batch_size=1, workers=2, timeout=0.5,
+                         start_method="fork")
+    assert report.statuses == ["ok", "ok", "ok"], [r.error for r in report.results]
+    assert report.scores() == [1.0, 0.0, 1.0]
+
+
+def test_a_worker_that_never_starts_is_a_timeout_not_a_stall(monkeypatch):
+    import time
+
+    from nbkit.rewards import executors
+
+    monkeypatch.setattr(executors, "_limit_memory", lambda memory_mb: time.sleep(30))
+    monkeypatch.setattr(executors, "STARTUP_S", 0.5)
+    reward = load_reward("builtin:numeric")
+    report = run_harness(reward, samples_for("4"), batch_size=1, workers=1, timeout=0.5, start_method="fork")
+    # left alone, the worker would start after 30 s and score the sample "ok"
+    assert report.statuses == ["timeout"]
+    assert "did not start within 0.5 s" in report.results[0].error

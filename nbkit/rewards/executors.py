@@ -33,6 +33,13 @@ TRANSIENT = frozenset({
     "ServiceUnavailableException", "ProvisionedThroughputExceededException", "EndpointConnectionError",
     "ReadTimeoutError", "ConnectTimeoutError", "TransientError",
 })
+# A worker's first message: set up and listening. A call's timeout runs from then (or from when the call was
+# sent, if later), so starting a process on a busy machine never counts against the reward's own time.
+READY = "nbkit-worker-ready"
+# How long a worker may take to get there (forking, importing the reward under spawn) before its call is
+# recorded as a timeout; generous, as a busy machine is normal, but a worker that never starts cannot stall a run.
+STARTUP_S = 120.0
+
 _TRANSIENT_WORDS = ("throttl", "rate exceeded", "too many requests", "temporarily unavailable", "try again")
 
 
@@ -415,6 +422,7 @@ def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, out
     _limit_memory(memory_mb)
     handler = getattr(reward, "handler", reward)
     try:
+        conn.send(READY)
         while True:
             try:
                 message = conn.recv()
@@ -445,12 +453,23 @@ def worker_main(conn: Any, reward: Any, context: Any, memory_mb: int | None, out
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "out", "eof", "tail", "call", "deadline", "sent")
+    __slots__ = ("proc", "conn", "out", "eof", "tail", "call", "deadline", "sent", "born", "ready")
 
     def __init__(self, proc: Any, conn: Any, out: Any) -> None:
         self.proc, self.conn, self.out, self.eof, self.tail = proc, conn, out, False, bytearray()
         self.call: int | None = None  # the batch index in flight
         self.deadline, self.sent = 0.0, 0.0
+        self.born, self.ready = time.monotonic(), False  # ready: its READY message has been read
+
+    def arm(self, timeout: float | None, now: float) -> None:
+        """Set the call's deadline: `timeout` after the later of sending and the worker being ready; until it
+        is ready, STARTUP_S after it was started plus the timeout."""
+        if not timeout:
+            self.deadline = math.inf
+        elif self.ready:
+            self.deadline = max(self.sent, now) + timeout
+        else:
+            self.deadline = self.born + STARTUP_S + timeout
 
 
 def crash_frames(text: str) -> str:
@@ -585,7 +604,7 @@ class ProcessExecutor:
                             continue
                         pending.popleft()
                         w.call, w.sent = idx, time.monotonic()
-                        w.deadline = w.sent + self.timeout if self.timeout else float("inf")
+                        w.arm(self.timeout, w.sent)
                 busy = [w for w in pool if w.call is not None]
                 now = time.monotonic()
                 wait_s = max(0.0, min(w.deadline for w in busy) - now) if busy else 0.0
@@ -599,8 +618,10 @@ class ProcessExecutor:
                     if w.conn in ready or w.proc.sentinel in ready:
                         self._collect(w, finish)
                     elif now >= w.deadline:
-                        finish(w, Outcome("timeout", error=f"the call ran past the {self.timeout:g} s timeout; "
-                                          "the worker was killed and replaced", latency_s=now - w.sent), True)
+                        error = (f"the call ran past the {self.timeout:g} s timeout; the worker was killed and "
+                                 "replaced") if w.ready else (f"the worker process did not start within "
+                                                              f"{STARTUP_S:g} s; it was killed and replaced")
+                        finish(w, Outcome("timeout", error=error, latency_s=now - w.sent), True)
         finally:
             for w in pool:
                 self._stop(w, kill=w.call is not None)
@@ -608,12 +629,22 @@ class ProcessExecutor:
         return [] if on_done else cast("list[Outcome]", outcomes)  # every slot is filled by now
 
     def _collect(self, w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> None:
-        """Read a finished call's reply, or record the crash of a worker that died without one."""
+        """Read a finished call's reply (or the worker's READY, which starts the call's clock), or record the
+        crash of a worker that died without one."""
+        from multiprocessing.connection import wait
+
         try:
-            if w.conn.poll():
-                call_id, kind, value, error, names, latency = w.conn.recv()
+            while w.conn.poll():
+                message = w.conn.recv()
+                if message == READY:
+                    w.ready = True
+                    w.arm(self.timeout, time.monotonic())
+                    continue
+                call_id, kind, value, error, names, latency = message
                 finish(w, Outcome(kind, value, error, tuple(names), latency), False)
                 return
+            if not wait([w.proc.sentinel], timeout=0):
+                return  # only the READY message: the call is under way
         except (EOFError, OSError):
             pass
         except Exception as exc:  # a reply that cannot be unpickled here
