@@ -25,6 +25,7 @@ from typing import Any, overload
 
 from nbkit.errors import UserError
 from nbkit.plain import json_safe
+from nbkit.progress import Task
 from nbkit.rewards.contract import METRIC_TYPES, STATUSES, ContractError, check_result, envelope_hint
 from nbkit.rewards.executors import (
     OUTPUT_LIMIT,
@@ -587,12 +588,10 @@ def run_harness(
     return report
 
 
-def _progress(progress: bool, total: int, name: str) -> Any:
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"scoring with {name}", unit="sample")
+def _progress(progress: bool, total: int, name: str) -> Task | None:
+    """A bar in the notebook and a line in the runner's live status (scoring thousands of samples with a
+    slow reward takes minutes)."""
+    return Task(f"scoring with {name}", total, unit="sample") if progress else None
 
 
 def _retry(executor: Any, batches: _Batches, failed: dict[int, Outcome], retries: int, backoff_s: float,
