@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 ROOT = Path(os.environ.get("NBKIT_ROOT", Path(__file__).resolve().parent.parent))
 NOTEBOOKS = ROOT / "notebooks"
@@ -34,3 +35,16 @@ def cache_dir(*parts: str) -> Path:
     path = Path(os.environ.get("NBKIT_CACHE", ROOT / ".cache")).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI, or None for any other kind of URI."""
+    if not uri.startswith("sqlite:"):
+        return None
+    parsed = urlparse(uri)
+    path = unquote(parsed.path)
+    if parsed.netloc:  # sqlite://host/path is not a local file
+        return None
+    if path.startswith("//"):  # sqlite:////abs/path
+        path = path[1:]
+    return Path(path)

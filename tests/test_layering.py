@@ -3,7 +3,8 @@ imports go round in a circle, not even through an import inside a function.
 
 The layers, bottom to top (each may import every layer below it):
 
-0. foundation: `nbkit` itself, errors, paths, plain, validation, layout, locking, progress, _lazy. The
+0. foundation: `nbkit` itself, errors, paths, plain, validation, layout, locking, progress, _lazy, display
+   (the formatting layer of tables and numbers that stages and notebooks show), provenance. The
    standard library and pydantic only; every other module leans on them.
 1. `nbkit.data`: the Nova RFT record format, reading, validating and splitting records.
 2. `nbkit.policy`: models that answer prompts (records in, completions out).
@@ -46,7 +47,7 @@ PACKAGE_DIR = Path(nbkit.__file__).parent
 
 LAYERS: list[tuple[str, ...]] = [
     ("nbkit", "nbkit.errors", "nbkit.paths", "nbkit.plain", "nbkit.validation", "nbkit.layout",
-     "nbkit.locking", "nbkit.progress", "nbkit._lazy"),
+     "nbkit.locking", "nbkit.progress", "nbkit._lazy", "nbkit.display", "nbkit.provenance"),
     ("nbkit.data",),
     ("nbkit.policy",),
     ("nbkit.rewards",),

@@ -129,8 +129,10 @@ def test_save_on_a_copy_of_demo_changes_exactly_the_edited_keys(tmp_path, runs_r
     copy.write_text(original)
     P = params.validate("04_launch_training", {"run_dir": "", "save_to": str(copy)})
     ed = widgets.editor(params=P, params_file=P.save_to)
-    # the form shows the file, not the preset and the notebook's defaults (400 steps, dry_run false)
-    assert ed.hyper["max_steps"].value == 400 and ed.dry_run.value is False
+    # the form shows the file, not the preset and the notebook's defaults
+    steps = yaml.safe_load(original)["04_launch_training"]["max_steps"]
+    assert steps != params.LaunchTrainingParams.model_fields["max_steps"].default
+    assert ed.hyper["max_steps"].value == steps and ed.dry_run.value is False
     assert ed.status_html.value == ""  # nothing differs from the file yet
     ed.hyper["learning_rate"].text.value = 5e-4  # typed in the box beside the log slider
     ed.hyper["number_generation"].value = 4
@@ -148,7 +150,7 @@ def test_save_on_a_copy_of_demo_changes_exactly_the_edited_keys(tmp_path, runs_r
     assert [b.split("#")[0].strip() for _, b in changed] == ["learning_rate: 0.0005", "number_generation: 4"]
     assert all(a.split("#", 1)[1] == b.split("#", 1)[1] for a, b in changed)  # their comments kept
     assert "saved into" in ed.status_html.value
-    ed.hyper["max_steps"].value = 300  # a later edit: the mark comes back
+    ed.hyper["max_steps"].value = steps + 100  # a later edit: the mark comes back
     assert "unsaved changes: max_steps" in ed.status_html.value
 
 
@@ -270,3 +272,51 @@ def test_save_section_creates_and_appends(tmp_path):
     assert data["04_launch_training"] == {"max_steps": 5, "aws": {"region": "eu-west-1"}, "reasoning_effort": None}
     assert data["seed"] == 1 and data["05_monitor_training"] == {}
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_add_to_sweep_appends_the_changes_as_one_point_and_leaves_the_rest(params_file, run):
+    from nbkit.sweep import grid
+
+    ed = _editor(params_file, run)
+    ed.sweep_button.click()
+    assert "nothing differs" in ed.status_html.value and "sweep" not in yaml.safe_load(params_file.read_text())
+    ed.hyper["learning_rate"].value = 3e-3
+    ed.local["threads"].value = 1
+    ed.sweep_button.click()
+    assert "1 point)" in ed.status_html.value and "nbkit sweep --params" in ed.status_html.value
+    ed.sweep_button.click()  # the same point again is not a second point
+    text = params_file.read_text()
+    assert "# why this rate" in text and "# 05 comment stays with 05" in text
+    data = yaml.safe_load(text)
+    assert data["04_launch_training"]["learning_rate"] == 1e-3, "the baseline in the file is unchanged"
+    assert data["sweep"] == {"points": [{"04_launch_training.learning_rate": 3e-3,
+                                         "04_launch_training.local.threads": 1}]}
+    spec = grid.from_file(params_file)
+    assert spec.points == data["sweep"]["points"]
+    # each key is an override `nbkit run --set` and `nbkit sweep` apply to the file
+    overrides = [f"{k}={v}" for k, v in spec.points[0].items()]
+    applied = params.load_file(params_file, overrides)["04_launch_training"]
+    assert applied["learning_rate"] == 3e-3 and applied["local"] == {"threads": 1}
+    ed.hyper["learning_rate"].value = 1e-2
+    ed.sweep_button.click()
+    assert "2 points)" in ed.status_html.value and len(grid.from_file(params_file).points) == 2
+
+
+def test_the_estimate_uses_this_machines_calibration_when_one_is_cached(params_file, run, tmp_path, monkeypatch):
+    from nbkit.train import calibration
+
+    monkeypatch.setenv("NBKIT_CACHE", str(tmp_path / "cache"))
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text('{"hidden_size": 64}')
+    ed = _editor(params_file, run)
+    # nothing measured yet (the editor never times steps itself): the bundled figure, said so
+    assert ed.derived.basis["step_time_source"] == "bundled figure, not measured on this machine"
+    spec = ed.spec()
+    key = calibration.key_of(calibration.settings_for(spec, run / "model"))
+    rows = [{"kind": "train", "step": s, "time": 100.0 + 2 * s} for s in range(1, 6)]
+    stored = calibration.measure(rows, 99.0, 111.0, key, {})
+    (tmp_path / "cache" / "calibration").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cache" / "calibration" / f"{key}.json").write_text(json.dumps(stored.to_dict()))
+    ed.refresh()
+    assert ed.derived.step_time_s == 2.0
+    assert ed.derived.basis["step_time_source"] == "calibration on this machine"

@@ -227,7 +227,7 @@ class TunedResult:
     def to_html(self, max_regressions: int = 10) -> str:
         """The run index's detail under the verdict (the index shows the verdict itself once, as the
         headline): the headline metrics, the breakdowns and the worst regressions, as report tables."""
-        from nbkit.report import table
+        from nbkit.display import table
 
         c = self.comparison
         parts = [table(c.summary_frame(), title="Headline metrics")]

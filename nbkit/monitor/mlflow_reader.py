@@ -27,13 +27,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
 
 from nbkit.errors import UserError
 from nbkit.monitor.frame import normalize
+from nbkit.paths import sqlite_path
 
 # TRL's own keys -> normalized names; the local backend's normalized keys win where both exist.
 TRL_ALIASES: dict[str, str] = {
@@ -71,19 +71,6 @@ def require_sagemaker_mlflow(uri: str) -> None:
             "Without it, read the job's step_wise_training_metrics.csv or its CloudWatch logs instead. Note "
             "that managed MLflow may show a job's metrics only after the job ends."
         )
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` tracking URI, or None for any other kind of URI."""
-    if not uri.startswith("sqlite:"):
-        return None
-    parsed = urlparse(uri)
-    path = unquote(parsed.path)
-    if parsed.netloc:  # sqlite://host/path is not a local file
-        return None
-    if path.startswith("//"):  # sqlite:////abs/path
-        path = path[1:]
-    return Path(path)
 
 
 def read_mlflow(tracking_uri: str, run_id: str, keys: Iterable[str] | None = None,

@@ -69,8 +69,8 @@ def save_and_show(p: Any, result: MonitorResult, view: LiveView | None) -> None:
         return
     from IPython.display import Image, Markdown
 
+    from nbkit.display import table
     from nbkit.monitor.stop import FINISHED
-    from nbkit.report import table
 
     rec = result.recommendation
     worst = result.health.findings[0].severity if result.health.findings else "none"

@@ -658,7 +658,7 @@ def analyse(frame: pd.DataFrame, thresholds: dict[str, Any] | Thresholds | None 
 
 def findings_table(findings: list[Finding]) -> pd.DataFrame:
     """Findings as a table for notebooks and reports (one row each, evidence as `key: value` text)."""
-    from nbkit.report import text
+    from nbkit.display import text
 
     rows = [
         {

@@ -3,13 +3,14 @@
 Light at import time: pandas and ipywidgets load when a function needs them.
 """
 
-from nbkit.review.annotations import LABELS, AnnotationStore, export_flagged, export_run_flagged, run_records
+from nbkit.review.annotations import LABELS, AnnotationStore, export_flagged, export_run_flagged
 from nbkit.review.frame import (
     load_review_frame,
     load_sources,
     prompt_history,
     review_frame,
     run_pass_threshold,
+    run_records,
 )
 from nbkit.review.stage import ReviewResult, run
 from nbkit.review.tables import (

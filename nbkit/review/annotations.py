@@ -157,17 +157,6 @@ def _index_records(records: list[dict[str, Any]]) -> tuple[dict[str, dict], dict
     return by_id, by_prompt
 
 
-def run_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's train and eval records (whichever exist), to export flagged samples with their full prompt."""
-    from nbkit.data import io
-
-    records = []
-    for split in io.SPLITS:
-        if io.split_path(run_dir, split).exists():
-            records.extend(io.load_split(run_dir, split))
-    return records
-
-
 def flagged_record(annotation: dict[str, Any], row: dict[str, Any] | None,
                    by_id: dict[str, dict], by_prompt: dict[str, dict]) -> dict[str, Any]:
     """One flagged sample as a Nova RFT record: the original record when it can be found, else rebuilt from
@@ -244,4 +233,6 @@ def export_run_flagged(run_dir: str | Path, frame: pd.DataFrame | None = None) -
     layout = RunLayout(run_dir)
     layout.stage("review")
     out = layout.flagged
+    from nbkit.review.frame import run_records
+
     return export_flagged(AnnotationStore.for_run(run_dir), frame, out, run_records(run_dir)), out

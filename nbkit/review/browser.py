@@ -150,8 +150,8 @@ def history_html(frame: pd.DataFrame, prompt_id: str, width: int = 120) -> str:
     summary = history_summary(frame, prompt_id)
     if summary.empty or len(summary) < 2:
         return ""
+    from nbkit.display import CSS, table
     from nbkit.plain import clip_words
-    from nbkit.report import CSS, table
 
     detail = prompt_history(frame, prompt_id)
     detail["response"] = detail["response"].map(lambda s: clip_words(s, width))
@@ -300,8 +300,7 @@ class ReviewBrowser:
 def open_browser(run_dir: str | Path, frame: pd.DataFrame | None = None, high: float = 0.8,
                  low: float = 0.2) -> ReviewBrowser:
     """A browser over everything in the run folder, annotating into <run>/review/annotations.jsonl."""
-    from nbkit.review.annotations import run_records
-    from nbkit.review.frame import load_review_frame
+    from nbkit.review.frame import load_review_frame, run_records
 
     if frame is None:
         frame = load_review_frame(run_dir, high=high, low=low)

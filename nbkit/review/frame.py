@@ -263,11 +263,20 @@ def run_pass_threshold(run_dir: str | Path, override: float | None = None, defau
     return RunLayout(run_dir).pass_threshold(default) or default
 
 
+def run_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's train and eval records (whichever exist), to export flagged samples with their full prompt."""
+    from nbkit.data import io
+
+    records = []
+    for split in io.SPLITS:
+        if io.split_path(run_dir, split).exists():
+            records.extend(io.load_split(run_dir, split))
+    return records
+
+
 def load_review_frame(run_dir: str | Path, high: float = 0.8, low: float = 0.2,
                       pass_threshold: float | None = None) -> pd.DataFrame:
     """`review_frame` over everything the run folder holds (its data records give the references)."""
-    from nbkit.review.annotations import run_records
-
     return review_frame(load_sources(run_dir), high=high, low=low, pass_threshold=pass_threshold,
                         records=run_records(run_dir))
 

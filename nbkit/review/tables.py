@@ -106,7 +106,7 @@ def component_failures(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _html_table(title: str, frame: pd.DataFrame) -> str:
-    from nbkit.report import table
+    from nbkit.display import table
 
     return table(frame, title=title).to_html()
 

@@ -212,15 +212,18 @@ def _job_running(run_dir: str | os.PathLike) -> bool:
 
 def for_run(spec: JobSpec, run_dir: str | os.PathLike | None = None,
             prices: str | os.PathLike | dict | None = None, n_train: int | None = None,
-            calibrate: bool = False) -> derived.Derived | None:
-    """Derived quantities with what the run folder knows: the training file's size, the reward's latency and
-    this machine's calibration of a local job (measured first when `calibrate` and none is cached).
+            calibrate: bool = False, reward_latency_s: float | None = None) -> derived.Derived | None:
+    """Derived quantities with what the run folder knows: the training file's size, the reward's latency
+    (unless given) and this machine's calibration of a local job (measured first when `calibrate` and none is
+    cached).
 
     None when the training data size is unknown (an s3:// path and no `n_train`).
     """
     n = n_train if n_train is not None else derived.count_records(spec.train_data)
     if n is None:
         return None
-    latency = derived.reward_latency(run_dir) if run_dir is not None else None
+    latency = reward_latency_s
+    if latency is None and run_dir is not None:
+        latency = derived.reward_latency(run_dir)
     calibration, note = for_spec(spec, run_dir, calibrate) if spec.backend == "local" else (None, "")
     return derived.compute(spec, n, prices, reward_latency_s=latency, calibration=calibration, calibration_note=note)

@@ -411,7 +411,7 @@ class MlflowLogger:
         return contextlib.chdir(self.run_root) if self.run_root is not None else contextlib.nullcontext()
 
     def _make_portable(self) -> None:
-        from nbkit.monitor.mlflow_reader import sqlite_path
+        from nbkit.paths import sqlite_path
 
         db = sqlite_path(self.tracking_uri)
         if self.run_root is not None and db is not None:

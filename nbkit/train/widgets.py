@@ -39,6 +39,8 @@ from pydantic import BaseModel, ValidationError
 
 from nbkit import params as params_mod
 from nbkit.errors import UserError
+from nbkit.sweep.grid import add_point
+from nbkit.train import calibration
 from nbkit.train import derived as derived_mod
 from nbkit.train.spec import (
     BACKENDS,
@@ -362,9 +364,12 @@ class TrainingEditor:
         self.derived_html = w.HTML()
         self.status_html = w.HTML()
         self.save_button = w.Button(description="Save", icon="save", tooltip="write the changed keys into the params file")
+        self.sweep_button = w.Button(description="Add to sweep", icon="plus",
+                                     tooltip="append the changed keys as one point to the params file's sweep")
         self.launch_button = w.Button(description="Launch", icon="rocket", button_style="warning")
         self.output = w.Output()
         self.save_button.on_click(lambda _b: self._guard(self.save))
+        self.sweep_button.on_click(lambda _b: self._guard(self.add_to_sweep))
         self.launch_button.on_click(lambda _b: self._guard(self.launch))
 
         self._build_hyper(spec.hyper)
@@ -384,7 +389,7 @@ class TrainingEditor:
             self.issues_html,
             w.HTML("<b>derived quantities</b>"),
             self.derived_html,
-            w.HBox([self.save_button, self.launch_button, self.status_html]),
+            w.HBox([self.save_button, self.sweep_button, self.launch_button, self.status_html]),
             self.output,
         ])
         self.refresh()
@@ -471,7 +476,10 @@ class TrainingEditor:
         """Derived quantities of the current form; None when it has errors or the data size is unknown."""
         if self.n_train is None or any(i.severity == "error" for i in self.issues):
             return None
-        return derived_mod.compute(self.spec(), self.n_train, self.prices, reward_latency_s=self.reward_latency_s)
+        # the figures notebook 04 shows: this machine's cached calibration of the same settings when there is
+        # one (never measured from the form: timing steps takes a minute), the run's reward latency
+        return calibration.for_run(self.spec(), self.run_dir, self.prices, n_train=self.n_train,
+                                   reward_latency_s=self.reward_latency_s)
 
     # ---------------------------------------------------------------- reacting
 
@@ -562,6 +570,37 @@ class TrainingEditor:
         self._saved_note = f"saved into <code>{html.escape(str(target))}</code> ({SECTION}): {html.escape(keys)}"
         self._show_status()
         return target
+
+    def sweep_point(self) -> dict[str, Any]:
+        """The form's changes from the params file as one sweep point (`04_launch_training.NAME` -> value;
+        `aws.` and `local.` keys one by one), what `nbkit run --set` and `nbkit sweep` read."""
+        point: dict[str, Any] = {}
+        for key, value in self.section_values().items():
+            if isinstance(value, dict):
+                point.update({f"{SECTION}.{key}.{inner}": v for inner, v in value.items()})
+            else:
+                point[f"{SECTION}.{key}"] = value
+        return point
+
+    def add_to_sweep(self, path: str | os.PathLike | None = None) -> int:
+        """Append the form's changes as a point to the params file's `sweep.points` (the file's own values are
+        the sweep's baseline; nothing else in the file changes); returns how many points it lists now."""
+        target = Path(path) if path else self.params_file
+        if target is None:
+            raise UserError("no params file to add the point to: pass params_file= to the editor")
+        errors = [i for i in self.issues if i.severity == "error"]
+        if errors:
+            raise UserError("not added, the spec has errors:\n" + "\n".join(f"  - {e}" for e in errors))
+        point = self.sweep_point()
+        if not point:
+            raise UserError(f"nothing differs from {target}: a sweep point is what the form changes, so change a "
+                            "value first (Save makes the current values the baseline)")
+        total = add_point(target, point)
+        shown = ", ".join(f"{k.removeprefix(SECTION + '.')}={v}" for k, v in point.items())
+        self.status_html.value = (f"added to the sweep in <code>{html.escape(str(target))}</code> "
+                                  f"({total} point{'s' if total != 1 else ''}): {html.escape(shown)}; run them with "
+                                  f"<code>nbkit sweep --params {html.escape(str(target))}</code>")
+        return total
 
     def launch(self) -> Any:
         """Plan (and, with dry run unticked, submit) the form's spec; records training/job.json."""
