@@ -87,6 +87,18 @@ def test_a_point_is_done_only_with_ok_statuses_and_the_same_keys(tmp_path):
     assert execute.done_notebooks(run, keys) == ["01_explore_data", "02_prototype_reward"]
 
 
+def test_a_run_read_by_its_own_compare_notebook_is_complete(tmp_path):
+    """08 reads its own run while it runs: its `running` status is not the run's (once: "0 complete")."""
+    run = tmp_path / "run"
+    for name, state in (("06_evaluate_tuned", "ok"), ("08_compare_runs", "running"), ("07_review_outputs", "ok")):
+        (run / name).mkdir(parents=True)
+        (run / name / "status.json").write_text(json.dumps({"notebook": name, "status": state}))
+    assert compare.read_run(run).status == "ok"
+    (run / "07_review_outputs" / "status.json").write_text(json.dumps({"notebook": "07_review_outputs",
+                                                                       "status": "failed"}))
+    assert compare.read_run(run).status == "failed at 07"
+
+
 # ---------------------------------------------------------------------------------------- statistics
 
 
