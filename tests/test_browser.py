@@ -36,6 +36,20 @@ WIDTH = 1280
 RAW_DICT = re.compile(r"\{'[^']*': ")
 
 
+def _wait_until_serving(url: str, server: subprocess.Popen, seconds: float, log) -> None:
+    """Until `url` answers; fails with the server's log when it exits or `seconds` pass (a busy machine
+    starts servers slowly: the limit only stops a test that would otherwise hang)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer:\n{log()}") from None
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium from the system package; every request off this machine is refused (reports
@@ -100,15 +114,7 @@ def lab(tmp_path):
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from None
-                time.sleep(0.5)
+        _wait_until_serving(f"{url}/api/status", server, 180, lambda: (tmp_path / "lab.log").read_text())
         yield url, params_copy
     finally:
         server.terminate()
@@ -170,14 +176,7 @@ def test_mlflow_ui_on_a_copied_run_shows_its_own_training_run(first_run, browser
         first = server.stdout.readline()
         address = re.search(r"open (http://\S+)", first)
         assert address and "#/experiments/" in address[1] and address[1].endswith("/runs?workflowType=machine_learning")
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
-                time.sleep(1)
+        _wait_until_serving(f"http://127.0.0.1:{port}/health", server, 180, server.stdout.read)
         page = _page(browser, offline_except=f"http://127.0.0.1:{port}")
         page.goto(address[1])
         page.get_by_text(handle["job_id"]).first.wait_for(timeout=60_000)  # the training run, listed

@@ -555,14 +555,20 @@ class TrainingEditor:
         """What Save writes: the keys whose values differ from the file's (aws/local: their changed keys)."""
         return changed_values(params_values(self.spec()), self.saved)
 
-    def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Merge the changed keys into the params file's 04 section (atomically); refuses a spec with errors."""
+    def _writable(self, path: str | os.PathLike | None, refused: str) -> Path:
+        """The params file an action writes to, once the form is a valid spec (`refused`: "not saved", ...)."""
         target = Path(path) if path else self.params_file
         if target is None:
-            raise UserError("no params file to save into: pass params_file= to the editor (e.g. params/demo.yaml)")
+            raise UserError(f"{refused}: no params file to write to; pass params_file= to the editor "
+                            "(e.g. params/demo.yaml)")
         errors = [i for i in self.issues if i.severity == "error"]
         if errors:
-            raise UserError("not saved, the spec has errors:\n" + "\n".join(f"  - {e}" for e in errors))
+            raise UserError(f"{refused}, the spec has errors:\n" + "\n".join(f"  - {e}" for e in errors))
+        return target
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Merge the changed keys into the params file's 04 section (atomically); refuses a spec with errors."""
+        target = self._writable(path, "not saved")
         values = self.section_values()
         save_section(target, SECTION, values)
         self.saved = params_values(self.spec())
@@ -585,12 +591,7 @@ class TrainingEditor:
     def add_to_sweep(self, path: str | os.PathLike | None = None) -> int:
         """Append the form's changes as a point to the params file's `sweep.points` (the file's own values are
         the sweep's baseline; nothing else in the file changes); returns how many points it lists now."""
-        target = Path(path) if path else self.params_file
-        if target is None:
-            raise UserError("no params file to add the point to: pass params_file= to the editor")
-        errors = [i for i in self.issues if i.severity == "error"]
-        if errors:
-            raise UserError("not added, the spec has errors:\n" + "\n".join(f"  - {e}" for e in errors))
+        target = self._writable(path, "not added to the sweep")
         point = self.sweep_point()
         if not point:
             raise UserError(f"nothing differs from {target}: a sweep point is what the form changes, so change a "
