@@ -140,8 +140,9 @@ def test_the_editor_in_jupyterlab_saves_exactly_the_two_values_changed(lab, brow
     save = page.locator(".jupyter-widgets button", has_text="Save")
     save.wait_for(timeout=180_000)
     steps = page.locator(".widget-inline-hbox:has(> label:text-is('max_steps')) input")
-    assert steps.input_value() == "400"  # the form starts from the file, not the preset's 200
-    steps.fill("300")
+    in_file = yaml.safe_load(before)["04_launch_training"]["max_steps"]
+    assert steps.input_value() == str(in_file)  # the form starts from the file, not the preset's 200
+    steps.fill(str(in_file + 100))
     steps.press("Enter")
     page.locator(".widget-inline-hbox:has(> label:text-is('number_generation')) select").select_option(label="4")
     page.get_by_text("unsaved changes: number_generation, max_steps").wait_for(timeout=30_000)
@@ -149,10 +150,10 @@ def test_the_editor_in_jupyterlab_saves_exactly_the_two_values_changed(lab, brow
     page.get_by_text("saved into").wait_for(timeout=30_000)
     after = yaml.safe_load(params_copy.read_text())
     expected = yaml.safe_load(before)
-    expected["04_launch_training"] |= {"max_steps": 300, "number_generation": 4}
+    expected["04_launch_training"] |= {"max_steps": in_file + 100, "number_generation": 4}
     assert after == expected
     changed = [b for a, b in zip(before.splitlines(), params_copy.read_text().splitlines(), strict=True) if a != b]
-    assert [line.split("#")[0].strip() for line in changed] == ["number_generation: 4", "max_steps: 300"]
+    assert [line.split("#")[0].strip() for line in changed] == ["number_generation: 4", f"max_steps: {in_file + 100}"]
     assert all("#" in line for line in changed)  # the comments on the changed lines stay
     page.close()
 
