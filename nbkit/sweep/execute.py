@@ -263,4 +263,6 @@ def run_sweep(params_file: str | Path, spec: SweepSpec, out: str | Path, jobs: i
 def _threads(params_file: Path, run: PointRun) -> int:
     """Torch threads a point's training uses (what decides how many points fit on this machine)."""
     section = params.load_file(params_file, run.point.overrides()).get("04_launch_training", {})
-    return int((section.get("local") or {}).get("threads", 2))
+    from nbkit.train.spec import LocalSettings
+
+    return int((section.get("local") or {}).get("threads", LocalSettings.model_fields["threads"].default))
