@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nbkit.display import CSS, number
 from nbkit.sweep.compare import RunsComparison
 
 _SORT_JS = """<script>
@@ -69,7 +70,7 @@ def differences_figure(result: RunsComparison) -> Any:
                     color="#1a7f37" if lo > 0 else "#cf222e" if hi < 0 else "#57606a")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(runs)), [r.name for r in runs], fontsize=8)
-    ax.set(title="Tuned minus base mean reward, 95% CI (paired bootstrap over prompts)",
+    ax.set(title="Tuned minus base mean reward, 95% CI\n(paired bootstrap over prompts)",
            xlabel="difference in mean reward (score)")
     fig.tight_layout()
     return fig
@@ -86,11 +87,11 @@ def png(fig: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: numbers as the reports show them (right-aligned, sorted by their value), "-" if missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return '<td data-v="">-</td>'
-    if isinstance(value, float):
-        shown = f"{value:.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.3g}"
-        return f'<td data-v="{value}">{shown}</td>'
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f'<td class="num" data-v="{value}">{html.escape(number(value))}</td>'
     return f"<td>{html.escape(str(value))}</td>"
 
 
@@ -106,7 +107,8 @@ def table_html(result: RunsComparison, links: dict[str, str] | None = None) -> s
             else:
                 cells.append(_cell(value))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<div class="nbkit-box"><table class="sortable nbkit-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def configs_html(result: RunsComparison) -> str:
@@ -117,8 +119,9 @@ def configs_html(result: RunsComparison) -> str:
         f"<tr><td>{html.escape(c['config'])}</td><td>{c['seeds']}</td><td>{c['tuned_mean']:.3f}</td>"
         f"<td>{c['tuned_sd']:.3f}</td><td>{c['tuned_min']:.3f} to {c['tuned_max']:.3f}</td>"
         f"<td>{c['diff_mean']:+.3f} (sd {c['diff_sd']:.3f})</td></tr>" for c in result.configs)
-    return ("<h2>Configurations over seeds</h2><table><tr><th>configuration</th><th>seeds</th><th>tuned mean</th>"
-            f"<th>sd over seeds</th><th>range</th><th>tuned - base</th></tr>{rows}</table>")
+    return ("<h2>Configurations over seeds</h2><div class='nbkit-box'><table class='nbkit-table'><tr>"
+            "<th>configuration</th><th>seeds</th><th>tuned mean</th>"
+            f"<th>sd over seeds</th><th>range</th><th>tuned - base</th></tr>{rows}</table></div>")
 
 
 def page(result: RunsComparison, title: str, links: dict[str, str] | None = None, intro: str = "") -> str:
@@ -129,8 +132,8 @@ def page(result: RunsComparison, title: str, links: dict[str, str] | None = None
     if any(r.metrics.get("diff") is not None for r in result.runs):
         figures += f'<img alt="tuned minus base per run" src="{png(differences_figure(result))}">'
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-th,td{{border-bottom:1px solid #d0d7de;padding:.35em .6em;text-align:left}}th{{cursor:pointer;background:#f6f8fa}}
+<style>{CSS}
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table.sortable th{{cursor:pointer}}
 img{{max-width:100%;display:block;margin:1em 0}}.verdict{{border-left:6px solid #0969da;padding:.5em 1em}}</style>
 </head><body><h1>{html.escape(title)}</h1>{intro}<p class="verdict">{html.escape(result.verdict())}</p>
 <h2>Runs</h2><p>Click a column to sort.</p>{table_html(result, links)}{configs_html(result)}{figures}{_SORT_JS}
