@@ -5,9 +5,9 @@ sampling give the same numbers on any x86-64 machine with AVX2 and with any numb
 strict conditional numerical reproducibility mode (its matrix products no longer depend on the thread count
 or the CPU model) and ATen's AVX2 kernels (instead of whatever the CPU offers). Measured: the tiny model's
 build gave different weights with 1 and 2 threads and on AVX-512 vs AVX2 without these settings, identical
-ones with them. GRPO training is bit-reproducible with one thread (the local backend's default); with two,
-its gradients differ at the 7th digit from run to run (measured: a 300-step demo then ended 0.446 in one
-run, 0.427 in another). NBKIT_FAST_MATH=1 opts out; variables already set are left alone.
+ones with them. Training (the warm start, GRPO) also needs torch's deterministic kernels, which
+nbkit.policy.determinism turns on where it trains. NBKIT_FAST_MATH=1 opts out; variables already set are
+left alone.
 
 It also makes idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE, unless set): on a shared
 machine a spinning thread waits for a sibling that another process has descheduled, and the tiny model's

@@ -35,11 +35,13 @@ from typing import Any
 from nbkit import REPRODUCIBLE_MATH, paths
 from nbkit.errors import UserError
 from nbkit.plain import content_text, fold_text
+from nbkit.policy.determinism import use_deterministic_kernels
 
 # Bump when the build code changes in a way that changes the model: it is part of the cache key.
 # 2: built under nbkit's reproducible CPU math (MKL strict CNR, ATen AVX2), see nbkit/__init__.py.
 # 3: the warm start's shared system turn goes through the model once a batch (same loss up to rounding).
-BUILD_VERSION = 3
+# 4: torch's deterministic kernels (nbkit.policy.determinism): the same model from every build, any threads.
+BUILD_VERSION = 4
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
 BUILD_INFO = "nbkit_build.json"
@@ -475,4 +477,5 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    use_deterministic_kernels()  # the warm start trains: its gradients must not depend on thread scheduling
 

@@ -37,6 +37,7 @@ from transformers import TrainerCallback
 from nbkit.errors import UserError
 from nbkit.layout import RunLayout
 from nbkit.plain import content_text
+from nbkit.policy.determinism import use_deterministic_kernels
 from nbkit.train.job import write_json_atomic
 from nbkit.train.local import (
     LocalJobConfig,
@@ -623,6 +624,7 @@ class Worker:
 
         request = self.request
         torch.set_num_threads(request.threads)
+        use_deterministic_kernels()
         set_seed(self.spec.hyper.seed)
         resume_from = self.config.resume_from
         train = load_records(request.train_data, "training data")
