@@ -78,7 +78,7 @@ def test_estimate_comes_from_a_cached_calibration_and_says_so(tmp_path):
     assert "estimate: calibration on this machine" in d.table()
     assert any(a.startswith("local time measured on this machine") for a in d.assumptions)
     # other settings (threads) are another key: not this calibration
-    other = spec.model_copy(update={"local": spec.local.model_copy(update={"threads": 1})})
+    other = spec.model_copy(update={"local": spec.local.model_copy(update={"threads": spec.local.threads + 1})})
     assert calibration.for_spec(other, tmp_path / "run", measure_now=False)[0] is None
 
 
@@ -128,7 +128,7 @@ def test_estimate_vs_actual_of_a_local_job(runs_root):
     assert checked.actual == {"steps": 4.0, "step_s": 2.0, "wall_s": 120.0, "cost_usd": None}
     rows = {r["quantity"]: r for r in checked.rows()}
     assert rows["wall time"]["actual / estimate"] == "6x" and rows["time per step"]["actual"] == "2.00 s"
-    assert checked.headline() == ("Took 2.0 min for 4 steps, estimated 20.0 s (6x; bundled figure, not measured "
+    assert checked.headline() == ("Took 2.0 min for 4 steps, estimated 0.3 min (6x; bundled figure, not measured "
                                   "on this machine).")
     assert "estimate basis: bundled figure" in checked.table()
     assert actual.check(runs_root / "nothing") is None

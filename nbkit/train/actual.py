@@ -69,7 +69,8 @@ class EstimateCheck:
             return f"Actual time unknown{done} (estimated {_duration(est)})."
         if est is None:
             return f"Took {_duration(act)}{done}; there was no time estimate ({self.basis})."
-        return f"Took {_duration(act)}{done}, estimated {_duration(est)} ({_ratio(act, est)}; {self.basis})."
+        took, estimated = _durations(act, est)
+        return f"Took {took}{done}, estimated {estimated} ({_ratio(act, est)}; {self.basis})."
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +88,16 @@ def _duration(seconds: float | None) -> str:
     from nbkit.train.derived import _duration as fmt
 
     return "-" if seconds is None else fmt(seconds)
+
+
+def _durations(actual: float, estimate: float) -> tuple[str, str]:
+    """Two durations in one unit, the larger's ("2.0 min ... 1.9 min", not "2.0 min ... 114.2 s")."""
+    from nbkit.train.derived import _duration as fmt
+
+    unit = fmt(max(actual, estimate)).split()[-1]
+    scale = {"s": 1, "min": 60, "h": 3600}[unit]
+    digits = 2 if unit == "h" or max(actual, estimate) < 10 else 1
+    return f"{actual / scale:.{digits}f} {unit}", f"{estimate / scale:.{digits}f} {unit}"
 
 
 def _ratio(actual: float | None, estimate: float | None) -> str:
