@@ -210,3 +210,17 @@ def test_runs_lists_runs_and_sweeps_newest_first(tmp_path, monkeypatch, capsys):
 def test_a_point_name_is_a_valid_folder_name():
     point = Point((("04_launch_training.local", {"threads": 1}),), 3)
     assert "/" not in point.name and " " not in point.name and point.name.endswith("seed-3")
+
+
+def test_the_page_table_reads_like_the_reports_and_sorts_by_value(tmp_path):
+    """Numbers as the reports show them (right-aligned, sorted by the value behind them), the wide table in a
+    box that scrolls instead of widening the page (it once ran off a 1280 px window)."""
+    from nbkit.sweep import page
+
+    base = [0.0] * 4
+    runs = [_fake_run(tmp_path, "lr-a", [1, 1, 0, 0], base), _fake_run(tmp_path, "lr-b", [1, 0, 0, 0], base)]
+    html_text = page.page(compare.compare_runs(runs, n_boot=100), "t", {"lr-a": "runs/lr-a/index.html"})
+    assert '<div class="nbkit-box"><table class="sortable nbkit-table">' in html_text
+    assert ".nbkit-box{max-width:100%;overflow-x:auto" in html_text  # the reports' stylesheet is on the page
+    assert '<td class="num" data-v="0.5">0.5</td>' in html_text  # tuned mean reward of lr-a
+    assert '<a href="runs/lr-a/index.html">lr-a</a>' in html_text
