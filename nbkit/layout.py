@@ -245,17 +245,24 @@ def setting(record: dict[str, Any], key: str) -> Any:
     return None
 
 
-def read_record(path: Path, writer: str) -> dict[str, Any]:
-    """A JSON object a stage wrote, with an error that names the notebook that writes it."""
+def read_json_object(path: str | os.PathLike, missing: str, invalid: str) -> dict[str, Any]:
+    """A JSON object from a file; a missing, unreadable or non-object file is a UserError naming the file,
+    what is wrong with it and what to do (`missing`, `invalid`)."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist: run {writer} for this run folder first") from None
+        raise UserError(f"{path} does not exist: {missing}") from None
     except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); run {writer} again to rewrite it") from None
+        raise UserError(f"{path} is not valid JSON ({exc}); {invalid}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} holds {type(data).__name__}, not the object {writer} writes; run it again")
+        raise UserError(f"{path} holds {type(data).__name__}, not a JSON object; {invalid}")
     return data
+
+
+def read_record(path: Path, writer: str) -> dict[str, Any]:
+    """A JSON object a stage wrote, with an error that names the notebook that writes it."""
+    return read_json_object(path, f"run {writer} for this run folder first", f"run {writer} again to rewrite it")
 
 
 # -------------------------------------------------------------------------------------- portable paths

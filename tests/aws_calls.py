@@ -14,8 +14,10 @@ of leaving the machine, for runs without moto.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import botocore.handlers
@@ -99,3 +101,33 @@ def recording(answers: dict[str, Any | Callable[[dict], Any]] | None = None,
 # role (sagemaker-core role validation; model_trainer.py _resolve_staging_bucket): answer "allowed".
 SIMULATE_ALLOWED = {"iam.SimulatePrincipalPolicy": lambda params: {"EvaluationResults": [
     {"EvalActionName": a, "EvalDecision": "allowed", "EvalResourceName": "*"} for a in params["ActionNames"]]}}
+
+
+# ------------------------------------------------------------------- the offline account the tests share
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRFT"
+BUCKET = "my-rft-bucket"
+
+
+def fake_credentials(monkeypatch: Any) -> None:
+    """moto's test credentials, and no profile of the machine's that a client could pick up."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def create_account(session: Any) -> None:
+    """Inside mock_aws(): the bucket and the SageMaker execution role (trusted by SageMaker) the specs name."""
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    session.client("iam").create_role(RoleName=ROLE.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
+
+
+def write_train(path: Path, n: int = 150) -> Path:
+    """n sample math records in the Nova RFT format (above the documented minimum of 100)."""
+    path.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"{i}+1?"}],
+                                        "reference_answer": str(i + 1)}) + "\n" for i in range(n)))
+    return path

@@ -25,6 +25,25 @@ def runs_root(tmp_path, monkeypatch):
     return root
 
 
+# ----------------------------------------------------------------------- the offline AWS account (moto)
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    """moto's test credentials (tests/aws_calls.py): no test can reach a real account."""
+    import aws_calls
+
+    aws_calls.fake_credentials(monkeypatch)
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    """150 sample math records in the Nova RFT format, as the AWS specs' training data."""
+    import aws_calls
+
+    return aws_calls.write_train(tmp_path / "train.jsonl")
+
+
 # ------------------------------------------------------------------------------ the smoke pipeline run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import aws_calls
 import pytest
 import yaml
 
@@ -20,12 +21,7 @@ REWARD = "arn:aws:lambda:us-east-1:123456789012:function:SageMaker-math-reward"
 
 @pytest.fixture
 def train_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    with path.open("w") as fh:
-        for i in range(300):
-            fh.write(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"{i}+1?"}],
-                                 "reference_answer": str(i + 1)}) + "\n")
-    return path
+    return aws_calls.write_train(tmp_path / "train.jsonl", 300)
 
 
 def make(train_file, backend="sagemaker", hyper=None, aws=None, **fields):

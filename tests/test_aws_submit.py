@@ -21,17 +21,8 @@ from nbkit.train.job import DryRunHandle, load_job, save_job
 from nbkit.train.nova_layout import read_output
 from nbkit.train.spec import JobSpec
 
-REGION = "us-east-1"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRFT"
+REGION, ROLE = aws_calls.REGION, aws_calls.ROLE
 REWARD = "arn:aws:lambda:us-east-1:123456789012:function:math-reward"
-
-
-@pytest.fixture
-def creds(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 ALLOWED = aws_calls.SIMULATE_ALLOWED
@@ -42,19 +33,8 @@ def moto_session(creds):
     """moto with the bucket and the SageMaker execution role; AWS calls moto lacks are answered by aws_calls."""
     with mock_aws(), aws_calls.recording(ALLOWED):
         sess = boto3.Session(region_name=REGION)
-        sess.client("s3").create_bucket(Bucket="my-rft-bucket")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                         "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
-        sess.client("iam").create_role(RoleName="SageMakerRFT", AssumeRolePolicyDocument=json.dumps(trust))
+        aws_calls.create_account(sess)
         yield sess
-
-
-@pytest.fixture
-def train_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"{i}+1?"}],
-                                        "reference_answer": str(i + 1)}) + "\n" for i in range(150)))
-    return path
 
 
 def spec_for(train_file, backend="sagemaker", dry_run=False, **over):

@@ -327,8 +327,11 @@ def test_prices_override_file_merges_key_by_key(tmp_path):
     prices = derived.load_prices(path)
     assert prices["as_of"] == "2030-01-01" and prices["instance_usd_per_hour"]["ml.p5.48xlarge"] == 50.0
     assert "ml.p5en.48xlarge" in prices["instance_usd_per_hour"] and "lambda" in prices
-    with pytest.raises(UserError, match="prices file not found"):
+    with pytest.raises(UserError, match="missing.json does not exist: a prices file is a JSON object"):
         derived.load_prices(tmp_path / "missing.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(UserError, match="list.json holds list, not a JSON object; a prices file is"):
+        derived.load_prices(tmp_path / "list.json")
 
 
 def test_bundled_prices_are_dated():

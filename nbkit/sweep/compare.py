@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 from nbkit import runner
 from nbkit.errors import UserError
 from nbkit.layout import RunLayout
+from nbkit.params import CompareRunsParams
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from nbkit.params import CompareRunsParams
 
 ALPHA = 0.05
 
@@ -67,13 +66,9 @@ def read_run(folder: Path, name: str = "", settings: dict[str, Any] | None = Non
     return RunRecord(name or folder.name, folder, settings or {}, seed, _status(statuses), metrics)
 
 
-# The notebook that compares runs reads the others: its own state (running, while it reads its own run) is
-# not the run's.
-COMPARING = "08_compare_runs"
-
-
 def _status(statuses: list[dict[str, Any]]) -> str:
-    statuses = [s for s in statuses if s["notebook"] != COMPARING]
+    # the notebook that compares runs reads them: its own state (running, as it reads its own run) is not the run's
+    statuses = [s for s in statuses if s["notebook"] != CompareRunsParams.notebook]
     if not statuses:
         return "not run"
     bad = next((s for s in statuses if s["status"] != "ok" or s.get("stale")), None)

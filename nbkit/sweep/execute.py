@@ -32,7 +32,7 @@ from nbkit.layout import RunLayout
 from nbkit.sweep.grid import Point, SweepSpec
 
 KEYS_FILE = "sweep-keys.json"  # in a run folder: the key of every notebook as it last ran there
-COMPARE_NOTEBOOK = "08_compare_runs"  # compares the points: runs once for the sweep, never inside a point
+COMPARE_NOTEBOOK = params.CompareRunsParams.notebook  # compares the points: runs once for the sweep, never inside a point
 GIB = 1024**3
 
 

@@ -93,11 +93,10 @@ def _duration(seconds: float | None) -> str:
 def _durations(actual: float, estimate: float) -> tuple[str, str]:
     """Two durations in one unit, the larger's ("2.0 min ... 1.9 min", not "2.0 min ... 114.2 s")."""
     from nbkit.train.derived import _duration as fmt
+    from nbkit.train.derived import duration_unit
 
-    unit = fmt(max(actual, estimate)).split()[-1]
-    scale = {"s": 1, "min": 60, "h": 3600}[unit]
-    digits = 2 if unit == "h" or max(actual, estimate) < 10 else 1
-    return f"{actual / scale:.{digits}f} {unit}", f"{estimate / scale:.{digits}f} {unit}"
+    unit = duration_unit(max(actual, estimate))
+    return fmt(actual, unit), fmt(estimate, unit)
 
 
 def _ratio(actual: float | None, estimate: float | None) -> str:

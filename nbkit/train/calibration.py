@@ -21,6 +21,7 @@ import shutil
 import statistics
 import time
 from datetime import UTC, datetime
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def settings_for(spec: JobSpec, model: Path) -> dict[str, Any]:
     }
 
 
+@cache  # read once a process: the editor asks on every change of the form
 def machine() -> dict[str, Any]:
     """What identifies this machine's speed: CPU model, cores, torch and its math mode."""
     cpu = platform.processor() or platform.machine()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.errors import UserError
+from nbkit.layout import read_json_object
 from nbkit.train.spec import (
     SURFACE_TITLES,
     JobSpec,
@@ -139,16 +140,23 @@ def _money(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_unit(seconds: float) -> tuple[float, str, int]:
+    """(seconds per unit, unit, decimals) a duration of this size reads best in."""
+    if seconds < 10:
+        return 1, "s", 2
+    if seconds < 120:
+        return 1, "s", 1
+    if seconds < 7200:
+        return 60, "min", 1
+    return 3600, "h", 2
+
+
+def _duration(seconds: float | None, unit: tuple[float, str, int] | None = None) -> str:
+    """A duration in the unit its size calls for, or in `unit` (to set two durations side by side)."""
     if seconds is None:
         return "unknown"
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+    scale, name, digits = unit or duration_unit(seconds)
+    return f"{seconds / scale:.{digits}f} {name}"
 
 
 # ---------------------------------------------------------------------------------------------- prices
@@ -162,15 +170,8 @@ def load_prices(override: str | os.PathLike | dict | None = None) -> dict[str, A
     if isinstance(override, dict):
         user = override
     else:
-        path = Path(override)
-        try:
-            user = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"prices file not found: {path}; give a JSON file with the keys of {PRICES_FILE}") from None
-        except ValueError as exc:
-            raise UserError(f"prices file {path} is not valid JSON: {exc}") from None
-        if not isinstance(user, dict):
-            raise UserError(f"prices file {path} must hold a JSON object like {PRICES_FILE}")
+        shape = f"a prices file is a JSON object with the keys of {PRICES_FILE}"
+        user = read_json_object(override, shape, shape)
     return _merge(prices, user)
 
 

@@ -191,24 +191,18 @@ class LocalJobConfig(StrictModel):
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> LocalJobConfig:
-        from nbkit.layout import resolve
+        from nbkit.layout import read_json_object, resolve
         from nbkit.train.job import resolved_spec
 
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path} does not exist: start local jobs with nbkit.train.local.submit") from None
-        except ValueError as exc:
-            raise UserError(f"{path} is not valid JSON ({exc}); submit the job again") from None
-        if isinstance(data, dict):
-            training = path.absolute().parent.parent  # <training>/job/config.json
-            run = Path(os.path.normpath(training / data.get("run_dir", "..")))
-            data |= {"run_dir": str(run), "training_dir": str(training),
-                     "tracking_uri": resolve(str(data.get("tracking_uri") or ""), run),
-                     "resume_from": resolve(data["resume_from"], run) if data.get("resume_from") else None}
-            if isinstance(data.get("spec"), dict):
-                data["spec"] = resolved_spec(data["spec"], run)
+        data = read_json_object(path, "start local jobs with nbkit.train.local.submit", "submit the job again")
+        training = path.absolute().parent.parent  # <training>/job/config.json
+        run = Path(os.path.normpath(training / data.get("run_dir", "..")))
+        data |= {"run_dir": str(run), "training_dir": str(training),
+                 "tracking_uri": resolve(str(data.get("tracking_uri") or ""), run),
+                 "resume_from": resolve(data["resume_from"], run) if data.get("resume_from") else None}
+        if isinstance(data.get("spec"), dict):
+            data["spec"] = resolved_spec(data["spec"], run)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-import aws_calls  # noqa: F401  (registers the recording handlers before any client exists)
+import aws_calls  # registers the recording handlers before any client exists
 import boto3
 import pytest
+from aws_calls import REGION, ROLE  # noqa: F401  (the tests import ROLE from here)
 from moto import mock_aws
 
-REGION = "us-east-1"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRFT"
 REWARD = "arn:aws:lambda:us-east-1:123456789012:function:SageMaker-math-reward"
-
-
-@pytest.fixture
-def creds(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -27,19 +16,8 @@ def moto_session(creds):
     """moto account 123456789012 with the bucket and a SageMaker execution role (trusted by SageMaker)."""
     with mock_aws():
         sess = boto3.Session(region_name=REGION)
-        sess.client("s3").create_bucket(Bucket="my-rft-bucket")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                         "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
-        sess.client("iam").create_role(RoleName="SageMakerRFT", AssumeRolePolicyDocument=json.dumps(trust))
+        aws_calls.create_account(sess)
         yield sess
-
-
-@pytest.fixture
-def train_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"{i}+1?"}],
-                                        "reference_answer": str(i + 1)}) + "\n" for i in range(150)))
-    return path
 
 
 @pytest.fixture
